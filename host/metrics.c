@@ -1,0 +1,156 @@
+#include <stdlib.h>
+#include <sys/time.h>
+#include <string.h>
+#include <time.h>
+#include "metrics.h"
+
+struct st_sk_metrics_thread_t {
+    sk_host_t *host;
+    atomic_uint_fast64_t requests[SK_METRICS_ROUTES][SK_METRICS_CODES];
+    atomic_uint_fast64_t latency[3][SK_METRICS_BUCKETS + 1]; /* per listener; last = +Inf */
+    atomic_uint_fast64_t latency_sum_us[3];
+};
+
+/* upper bounds of the latency buckets, in seconds */
+static const double bucket_le[SK_METRICS_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
+                                                      0.1,    0.25,  0.5,   1,     2.5,  5,     10};
+
+sk_metrics_thread_t *
+sk_metrics_thread_new(sk_host_t *host)
+{
+    sk_metrics_thread_t *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        abort();
+    m->host = host;
+    return m;
+}
+
+void
+sk_metrics_thread_free(sk_metrics_thread_t *m)
+{
+    free(m);
+}
+
+static inline void
+bump(atomic_uint_fast64_t *c, uint64_t by)
+{
+    /* only the owning thread writes: a relaxed load+store needs no locked instruction */
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by, memory_order_relaxed);
+}
+
+static int
+code_slot(int code)
+{
+    if (code == 0)
+        return 0;
+    if (code >= 1001 && code <= 1015)
+        return code - 1000;
+    return 16 + (code == -200 ? 0 : 1); /* raw answers: ok / error */
+}
+
+void
+sk_metrics_observe(h2o_req_t *req, int code)
+{
+    sk_thread_t *thr = sk_thread_self();
+    if (thr == NULL || thr->metrics == NULL)
+        return;
+    sk_metrics_thread_t *m = thr->metrics;
+    sk_host_t *host = thr->host;
+    size_t route = SK_METRICS_ROUTES - 1;
+    int listener = -1;
+    for (size_t i = 0; i < host->nroutes; ++i) {
+        if (host->routes[i].pathconf == req->pathconf) {
+            route = i;
+            listener = host->routes[i].listener;
+            break;
+        }
+    }
+    bump(&m->requests[route][code_slot(code)], 1);
+    if (listener < 0)
+        return;
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    int64_t us = (int64_t)(now.tv_sec - req->processed_at.at.tv_sec) * 1000000 + (now.tv_usec - req->processed_at.at.tv_usec);
+    if (us < 0)
+        us = 0;
+    double s = (double)us / 1e6;
+    size_t b = 0;
+    while (b < SK_METRICS_BUCKETS && s > bucket_le[b])
+        ++b;
+    bump(&m->latency[listener][b], 1);
+    bump(&m->latency_sum_us[listener], (uint64_t)us);
+}
+
+static void
+collect(sk_host_t *host, sk_metrics_thread_t *m, uint64_t req[SK_METRICS_ROUTES][SK_METRICS_CODES],
+        uint64_t lat[3][SK_METRICS_BUCKETS + 1], uint64_t sum[3])
+{
+    if (m == NULL)
+        return;
+    (void)host;
+    for (size_t r = 0; r < SK_METRICS_ROUTES; ++r)
+        for (size_t c = 0; c < SK_METRICS_CODES; ++c)
+            req[r][c] += atomic_load_explicit(&m->requests[r][c], memory_order_relaxed);
+    for (size_t l = 0; l < 3; ++l) {
+        for (size_t b = 0; b <= SK_METRICS_BUCKETS; ++b)
+            lat[l][b] += atomic_load_explicit(&m->latency[l][b], memory_order_relaxed);
+        sum[l] += atomic_load_explicit(&m->latency_sum_us[l], memory_order_relaxed);
+    }
+}
+
+void
+sk_metrics_write(sk_host_t *host, FILE *out)
+{
+    static const char *lnames[] = {"access", "admin", "status"};
+    uint64_t (*req)[SK_METRICS_CODES] = calloc(SK_METRICS_ROUTES, sizeof(*req));
+    uint64_t lat[3][SK_METRICS_BUCKETS + 1], sum[3];
+    if (req == NULL)
+        abort();
+    memset(lat, 0, sizeof(lat));
+    memset(sum, 0, sizeof(sum));
+    for (size_t i = 0; i < host->nhttp; ++i)
+        collect(host, host->http[i]->metrics, req, lat, sum);
+    if (host->admin != NULL)
+        collect(host, host->admin->metrics, req, lat, sum);
+
+    fprintf(out, "# HELP seckill_requests_total Answers by plugin, path and code.\n# TYPE seckill_requests_total counter\n");
+    for (size_t r = 0; r < SK_METRICS_ROUTES; ++r) {
+        const char *plugin = "host", *path = "other";
+        if (r < host->nroutes) {
+            plugin = host->routes[r].plugin->name;
+            path = host->routes[r].path;
+        } else if (r != SK_METRICS_ROUTES - 1) {
+            continue;
+        }
+        for (size_t c = 0; c < SK_METRICS_CODES; ++c) {
+            if (req[r][c] == 0)
+                continue;
+            char code[16];
+            if (c == 0)
+                strcpy(code, "0");
+            else if (c <= 15)
+                snprintf(code, sizeof(code), "%zu", 1000 + c);
+            else
+                strcpy(code, c == 16 ? "raw_ok" : "raw_error");
+            fprintf(out, "seckill_requests_total{plugin=\"%s\",path=\"%s\",code=\"%s\"} %llu\n", plugin, path, code,
+                    (unsigned long long)req[r][c]);
+        }
+    }
+    fprintf(out, "# HELP seckill_request_duration_seconds Handler-to-answer latency by listener.\n"
+                 "# TYPE seckill_request_duration_seconds histogram\n");
+    for (size_t l = 0; l < 3; ++l) {
+        uint64_t cum = 0;
+        for (size_t b = 0; b < SK_METRICS_BUCKETS; ++b) {
+            cum += lat[l][b];
+            fprintf(out, "seckill_request_duration_seconds_bucket{listener=\"%s\",le=\"%g\"} %llu\n", lnames[l],
+                    bucket_le[b], (unsigned long long)cum);
+        }
+        cum += lat[l][SK_METRICS_BUCKETS];
+        fprintf(out, "seckill_request_duration_seconds_bucket{listener=\"%s\",le=\"+Inf\"} %llu\n", lnames[l],
+                (unsigned long long)cum);
+        fprintf(out, "seckill_request_duration_seconds_sum{listener=\"%s\"} %.6f\n", lnames[l], (double)sum[l] / 1e6);
+        fprintf(out, "seckill_request_duration_seconds_count{listener=\"%s\"} %llu\n", lnames[l],
+                (unsigned long long)cum);
+    }
+    free(req);
+}
