@@ -24,12 +24,13 @@ typedef struct st_sk_form_t {
 } sk_form_t;
 
 /** Parses `a=1&b=2` (no leading '?'), appending to f (call sk_form_init first). Fails (-1, f->error set) on malformed
- * percent-encoding, a name over 31 bytes, a duplicate name, too many parameters, or values over the buffer. */
+ * percent-encoding, a name over 31 bytes, a duplicate name, too many parameters, or values over the buffer. Also fails on
+ * a decoded NUL byte, and on a name that is not printable ASCII (so that f->error, "<name>: <problem>", can name it). */
 void sk_form_init(sk_form_t *f);
 int sk_form_parse(sk_form_t *f, const char *s, size_t len);
 /** The parameter's value, or NULL. */
 const sk_form_param_t *sk_form_get(const sk_form_t *f, const char *name);
-/** Strict decimal integer in [min, max]: digits only, no sign, no leading '+', no spaces. 0 or -1. */
+/** Strict decimal integer in [min, max]: digits only, no sign, no leading '+', no spaces, no leading zeros. 0 or -1. */
 int sk_parse_int64(const char *s, size_t len, int64_t min, int64_t max, int64_t *out);
 
 #endif

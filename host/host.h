@@ -13,6 +13,7 @@
 #define SK_MAX_THREADS 64
 
 typedef struct st_sk_lua_thread_t sk_lua_thread_t; /* lua_policy.c */
+typedef struct st_sk_policy_table_t sk_policy_table_t; /* lua_status.c */
 typedef struct st_sk_etcd_t sk_etcd_t;             /* etcd_*.c */
 
 typedef struct st_sk_task_t {
@@ -99,6 +100,7 @@ struct st_sk_host_t {
     sk_etcd_t *etcd;
     pthread_mutex_t snap_mu;
     const sk_snapshot_t *latest_snap; /* what was last published; for /status and new threads */
+    sk_policy_table_t *_Atomic policy_table; /* lua_status.c: allocated on first use, freed by sk_policy_status_free */
 };
 
 /* ---- log.c ---- */
@@ -121,19 +123,37 @@ int sk_addr_is_loopback(const char *addr);
 int sk_conf_has_plugin(const sk_config_t *c, const char *name);
 
 /* ---- thread.c: loops, posting, timers ---- */
+/** Creates the thread's loop (h2o evloop for HTTP/ADMIN, libev for CONTROL/WORKER) and its post queue; does not
+ * register it in host->http[] etc. Tasks may be posted before it starts. */
 sk_thread_t *sk_thread_new(sk_host_t *host, sk_thread_kind_t kind, unsigned index);
+/** Starts the pthread: sets sk_thread_self(), calls run(thr), then sk_thread_close_posts(). 0 or -1. */
 int sk_thread_start(sk_thread_t *thr, void (*run)(sk_thread_t *));
+/** Any thread: sets thr->stop and wakes the loop. */
 void sk_thread_request_stop(sk_thread_t *thr);
+/** Joins the thread, destroys its loop and releases thr->snap. Any h2o_context_t on the loop must be disposed by then
+ * (otherwise the loop is leaked with an error log). Remove the thread from host->http[] etc. before, if other threads
+ * may still post or publish to it. */
 void sk_thread_join_free(sk_thread_t *thr);
 sk_thread_t *sk_thread_self(void);
+/** Any thread: runs fn(arg) on `to`, in posting order. 0: fn will run exactly once (even if the thread then stops);
+ * -1: it will not (thread closed, queue bound reached, out of memory) and arg stays the caller's. */
 int sk_thread_post(sk_thread_t *to, sk_task_cb fn, void *arg);
+/** On the thread: runs the tasks queued so far (the loop does this by itself). */
 void sk_thread_run_posted(sk_thread_t *thr);
+/** On the thread itself, once its loop has ended: refuses further posts (sk_thread_post then returns -1) and runs the
+ * tasks already queued, so that each accepted task runs exactly once. Call it before disposing plugin state; the thread
+ * wrapper calls it anyway after the run function returns. */
+void sk_thread_close_posts(sk_thread_t *thr);
 /** Runs one pass of the thread's loop (h2o evloop or libev), waiting at most max_wait_ms. */
 void sk_thread_loop_once(sk_thread_t *thr, int max_wait_ms);
+/** Timers live on one thread and are used only there. A timer may be started, stopped or freed inside its own
+ * callback. */
 sk_timer_t *sk_timer_new(sk_thread_t *thr, sk_timer_cb cb, void *data);
+/** One-shot, `ms` from now (never earlier); restarting re-arms. 0 runs it in this or the next loop pass. */
 void sk_timer_start(sk_timer_t *t, uint64_t ms);
 void sk_timer_stop(sk_timer_t *t);
 void sk_timer_free(sk_timer_t *t);
+/** CLOCK_MONOTONIC in ms (the same clock on both loop kinds). */
 uint64_t sk_thread_now_ms(sk_thread_t *thr);
 /** Gives `snap` (one reference owned by the caller, kept) to every thread; each swaps it in on its loop and calls the
  * plugins' on_snapshot hooks. */
@@ -147,15 +167,27 @@ void sk_snapshot_retain(const sk_snapshot_t *s);
 void sk_snapshot_release(const sk_snapshot_t *s);
 
 /* ---- redis_client.c: the API's redis_* functions ---- */
+/** On `thr` (which owns it from then on): starts connecting to conf.redis_host:redis_port (an IP; no DNS on loop
+ * threads). Usable once AUTH (or PING) answered; reconnects with back-off 50..500 ms. `who` prefixes its logs. */
 sk_redis_t *sk_redis_new(sk_host_t *host, sk_thread_t *thr, const char *who);
+/** Fails every pending callback with "disconnected" and frees the client; safe inside its own callbacks. NULL is ok. */
 void sk_redis_free(sk_redis_t *r);
 int sk_redis_connected(sk_redis_t *r);
+/** Queues a command with a deadline (timeout_ms, 0 = redis.timeout_ms). 0: cb runs exactly once, with the reply
+ * (possibly an error reply) or with err "timeout" / "disconnected"; when any deadline passes, the connection is dropped
+ * and every pending command fails at once. -1 (cb never runs): not connected, a subscriber connection, a push command
+ * (SUBSCRIBE, MONITOR…), or too many pending. argvlen NULL = strlen. */
 int sk_redis_cmdargv(sk_redis_t *r, sk_redis_cb cb, void *data, unsigned timeout_ms, int argc, const char **argv,
                      const size_t *argvlen);
+/** As sk_redis_cmdargv, hiredis format (%s %b %d …), default deadline. */
 int sk_redis_vcmd(sk_redis_t *r, sk_redis_cb cb, void *data, const char *fmt, va_list ap);
+/** Makes `r` a subscriber (refused once it ran commands): subscribes now or when connected, and again after every
+ * reconnect; cb gets each message. No deadlines apply to a subscriber. At most 64 channels; -1 on a duplicate. */
 int sk_redis_subscribe(sk_redis_t *r, const char *channel, sk_redis_msg_cb cb, void *data);
+/** cb runs on the owning thread each time the connection is up and authenticated (after re-subscribing). */
 void sk_redis_on_connect(sk_redis_t *r, void (*cb)(sk_redis_t *r, void *data), void *data);
-/** Blocking, for start-up only: connects, AUTHs and runs one command with a deadline. NULL with err on failure. */
+/** Blocking, for start-up only: connects, AUTHs and runs one command, each with redis.timeout_ms. NULL with err on a
+ * connect, AUTH or I/O failure; a Redis error reply is returned as a reply (type REDIS_REPLY_ERROR). */
 redisReply *sk_redis_sync_command(const sk_config_t *c, char *err, size_t errlen, const char *fmt, ...);
 
 /* ---- etcd_*.c ---- */
@@ -189,7 +221,11 @@ int sk_policy_validate(const sk_config_t *c, const char *name, const char *src, 
 int sk_policy_check_dir(const sk_config_t *c, char *err, size_t errlen);
 /** Policy state for /status: per name: sha256, revision, last error. Any thread. */
 void sk_policy_status(sk_host_t *host, cJSON *arr);
+/** Records the outcome of loading one policy version: error NULL = (sha256, revision) is in effect; otherwise that
+ * version was rejected with `error` (the one in effect stays). Idempotent; any thread. */
 void sk_policy_record(sk_host_t *host, const char *name, const char *sha256, int64_t revision, const char *error);
+/** Frees the policy table (main thread, after all threads were joined). */
+void sk_policy_status_free(sk_host_t *host);
 
 /* ---- plugin_loader.c ---- */
 int sk_plugins_load(sk_host_t *host, const char *dir, char *err, size_t errlen);

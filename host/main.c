@@ -95,6 +95,8 @@ run_loop(sk_thread_t *thr)
 {
     while (!atomic_load(&thr->stop))
         sk_thread_loop_once(thr, 100);
+    /* tasks already posted run now, while the plugin state they may touch still exists */
+    sk_thread_close_posts(thr);
 }
 
 static void
@@ -431,6 +433,7 @@ main(int argc, char **argv)
     release_node_lock(host);
     sk_logf(SK_LOG_INFO, "host", "stopped");
     sk_snapshot_release(host->latest_snap);
+    sk_policy_status_free(host);
     free(host);
     return 0;
 }

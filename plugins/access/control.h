@@ -1,0 +1,39 @@
+/*
+ * The access plugin's control-thread state, shared by control.c (the live poll) and blacklist_load.c.
+ */
+#ifndef SK_ACCESS_CONTROL_H
+#define SK_ACCESS_CONTROL_H
+
+#include "access.h"
+
+typedef struct st_sk_access_blop_t {
+    uint8_t kind, add;
+    uint8_t key[16];
+} sk_access_blop_t;
+
+struct st_sk_access_control_t {
+    sk_access_t *a;
+    sk_thread_t *thr;
+    sk_redis_t *redis, *sub;
+    int closing;
+
+    /* live poll */
+    sk_timer_t *poll_timer;
+    unsigned poll_outstanding;
+    int poll_failed;
+    int64_t poll_t0_ms; /* real time when TIME was sent */
+    int64_t offset_ms;
+    sk_access_live_t *building, *last;
+
+    /* blacklists */
+    sk_timer_t *bl_timer;
+    int bl_loading, bl_again; /* a load is running; another was asked for meanwhile */
+    int bl_kind;
+    char bl_cursor[32];
+    sk_blbuild_t *bl_build;
+    sk_access_blop_t *bl_ops; /* changes announced while a load runs, replayed onto its result */
+    size_t bl_nops, bl_ops_since_load;
+    int bl_ops_overflow;
+};
+
+#endif

@@ -1,0 +1,555 @@
+/*
+ * /activity/create, /activity/update, /activity/delete, /activity/list, /activity/winners.
+ *
+ * Order of a change: validate (fields, product, overlap of enabled windows) -> SQLite (with the etcd key marked
+ * pending) -> Redis total -> one etcd attempt -> answer. The Redis total is written before etcd, so that when nodes see
+ * the activity the stock is already there to sell against.
+ *
+ * An update that changes total runs one Redis script first: it sets the new total only if sold does not exceed it, so
+ * "total below sold" is decided atomically against the logic layer's sales; SQLite follows, and the total is put back
+ * if SQLite then refuses.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "admin.h"
+
+static const char total_script[] = "local sold = tonumber(redis.call('GET', KEYS[1]) or '0') "
+                                   "if sold > tonumber(ARGV[1]) then return sold end "
+                                   "redis.call('SET', KEYS[2], ARGV[1]) return -1";
+
+typedef struct st_act_job_t {
+    sk_admin_ts_t *ts;
+    sk_admin_reqref_t ref;
+    sk_activity_t a, old;
+} act_job_t;
+
+static void
+reply_store_error(sk_admin_ts_t *ts, h2o_req_t *req)
+{
+    sk_admin_replyf(ts->inst, req, SK_E_UNAVAILABLE, NULL, "store: %s", sk_admin_store_errmsg(ts->store));
+}
+
+typedef struct st_overlap_ctx_t {
+    const sk_activity_t *a;
+    int64_t with;
+} overlap_ctx_t;
+
+static int
+on_overlap_row(void *arg, const sk_activity_t *b)
+{
+    overlap_ctx_t *c = arg;
+    if (sk_admin_activities_overlap(c->a, b)) {
+        c->with = b->activity_id;
+        return 1;
+    }
+    return 0;
+}
+
+/* 0 when no enabled activity of the product overlaps a; replies and returns -1 otherwise. */
+static int
+check_overlap(sk_admin_ts_t *ts, h2o_req_t *req, const sk_activity_t *a)
+{
+    overlap_ctx_t c = {a, 0};
+    if (a->status != 1)
+        return 0;
+    if (sk_admin_store_activities(ts->store, a->product_id, on_overlap_row, &c) != SK_ADMIN_STORE_OK) {
+        if (req != NULL)
+            reply_store_error(ts, req);
+        return -1;
+    }
+    if (c.with != 0) {
+        if (req != NULL)
+            sk_admin_replyf(ts->inst, req, SK_E_CONFLICT, NULL,
+                            "start_time/end_time: overlaps enabled activity %lld of product %lld", (long long)c.with,
+                            (long long)a->product_id);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+reply_synced(sk_admin_ts_t *ts, h2o_req_t *req, int64_t activity_id, int with_id)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "activities/%lld", (long long)activity_id);
+    int synced = sk_admin_sync_key(ts, key, 1);
+    if (req == NULL)
+        return;
+    cJSON *data = cJSON_CreateObject();
+    if (with_id)
+        cJSON_AddNumberToObject(data, "activity_id", (double)activity_id);
+    cJSON_AddBoolToObject(data, "synced", synced);
+    sk_admin_reply(ts->inst, req, SK_OK, "ok", data);
+}
+
+static void
+on_restored(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    sk_admin_ts_t *ts = data;
+    (void)r;
+    if (err != NULL || reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        ts->totals_dirty = 1;
+}
+
+static void
+restore_total(sk_admin_ts_t *ts, const sk_activity_t *old)
+{
+    if (ts->redis == NULL || ts->inst->api->redis_cmd(ts->redis, on_restored, ts, "SET sk:{a%lld}:total %lld",
+                                                      (long long)old->activity_id, (long long)old->total) != 0)
+        ts->totals_dirty = 1;
+}
+
+/* ---- create ---- */
+
+static void
+on_create_total(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    act_job_t *job = data;
+    sk_admin_ts_t *ts = job->ts;
+    (void)r;
+    ts->ops_inflight--;
+    if (err != NULL || reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        ts->totals_dirty = 1; /* the resync pass writes it once Redis answers */
+    h2o_req_t *req = sk_admin_reqref_take(ts->inst, &job->ref);
+    if (!ts->disposing)
+        reply_synced(ts, req, job->a.activity_id, 1);
+    free(job);
+}
+
+static void
+create(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
+{
+    sk_admin_t *inst = ts->inst;
+    sk_activity_t a;
+    sk_product_t p;
+    unsigned changed;
+    char err[256];
+    if (sk_admin_activity_from_params(f, 0, &a, &changed, err, sizeof(err)) != 0) {
+        sk_admin_reply(inst, req, SK_E_INVALID, err, NULL);
+        return;
+    }
+    int rc = sk_admin_store_product_get(ts->store, a.product_id, &p);
+    if (rc != SK_ADMIN_STORE_OK) {
+        if (rc == SK_ADMIN_STORE_NONE)
+            sk_admin_reply(inst, req, SK_E_NOT_FOUND, "product_id: no such product", NULL);
+        else
+            reply_store_error(ts, req);
+        return;
+    }
+    if (sk_admin_activity_check(&a, &p, sk_admin_now(), 1, err, sizeof(err)) != 0) {
+        sk_admin_reply(inst, req, SK_E_INVALID, err, NULL);
+        return;
+    }
+    if (check_overlap(ts, req, &a) != 0)
+        return;
+    if (sk_admin_store_activity_create(ts->store, &a, sk_admin_now()) != SK_ADMIN_STORE_OK) {
+        reply_store_error(ts, req);
+        return;
+    }
+    act_job_t *job = calloc(1, sizeof(*job));
+    if (job == NULL || ts->redis == NULL ||
+        inst->api->redis_cmd(ts->redis, on_create_total, job, "SET sk:{a%lld}:total %lld", (long long)a.activity_id,
+                             (long long)a.total) != 0) {
+        free(job);
+        ts->totals_dirty = 1;
+        reply_synced(ts, req, a.activity_id, 1);
+        return;
+    }
+    job->ts = ts;
+    job->a = a;
+    ts->ops_inflight++;
+    sk_admin_reqref_set(inst, &job->ref, req);
+}
+
+/* ---- update ---- */
+
+/* The tail of an update, once Redis (if it had a say) agreed. req may be NULL (the client left). */
+static void
+update_commit(sk_admin_ts_t *ts, h2o_req_t *req, const sk_activity_t *a, const sk_activity_t *old, int total_set)
+{
+    int rc = check_overlap(ts, req, a) == 0 ? sk_admin_store_activity_update(ts->store, a, sk_admin_now()) : -2;
+    if (rc != SK_ADMIN_STORE_OK) {
+        if (total_set)
+            restore_total(ts, old);
+        if (req != NULL && rc == SK_ADMIN_STORE_NONE)
+            sk_admin_reply(ts->inst, req, SK_E_NOT_FOUND, "activity_id: no such activity", NULL);
+        else if (req != NULL && rc != -2)
+            reply_store_error(ts, req);
+        return;
+    }
+    reply_synced(ts, req, a->activity_id, 0);
+}
+
+static void
+on_update_total(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    act_job_t *job = data;
+    sk_admin_ts_t *ts = job->ts;
+    (void)r;
+    ts->ops_inflight--;
+    h2o_req_t *req = sk_admin_reqref_take(ts->inst, &job->ref);
+    if (ts->disposing) {
+        free(job);
+        return;
+    }
+    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        /* the script may still have run (a deadline is no rollback): rewrite SQLite's totals soon */
+        ts->totals_dirty = 1;
+        if (req != NULL)
+            sk_admin_replyf(ts->inst, req, SK_E_UNAVAILABLE, NULL, "redis: %s",
+                            err != NULL                           ? err
+                            : reply != NULL && reply->str != NULL ? reply->str
+                                                                  : "bad reply");
+    } else if (reply->integer >= 0) {
+        if (req != NULL) {
+            cJSON *data = cJSON_CreateObject();
+            cJSON_AddNumberToObject(data, "sold", (double)reply->integer);
+            sk_admin_replyf(ts->inst, req, SK_E_CONFLICT, data, "total: below sold (%lld)", (long long)reply->integer);
+        }
+    } else {
+        update_commit(ts, req, &job->a, &job->old, 1);
+    }
+    free(job);
+}
+
+static void
+update(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
+{
+    sk_admin_t *inst = ts->inst;
+    sk_activity_t a, old;
+    sk_product_t p;
+    unsigned changed;
+    int present, deleted, rc;
+    int64_t id;
+    char err[256];
+    if (sk_admin_param_int(f, "activity_id", 1, INT64_MAX, &id, &present, err, sizeof(err)) != 0 || !present) {
+        sk_admin_reply(inst, req, SK_E_INVALID, present ? err : "activity_id: missing", NULL);
+        return;
+    }
+    if ((rc = sk_admin_store_activity_get(ts->store, id, &old, &deleted)) != SK_ADMIN_STORE_OK || deleted) {
+        if (rc == SK_ADMIN_STORE_ERR)
+            reply_store_error(ts, req);
+        else
+            sk_admin_reply(inst, req, SK_E_NOT_FOUND, "activity_id: no such activity", NULL);
+        return;
+    }
+    a = old;
+    if (sk_admin_activity_from_params(f, 1, &a, &changed, err, sizeof(err)) != 0) {
+        sk_admin_reply(inst, req, SK_E_INVALID, err, NULL);
+        return;
+    }
+    if ((rc = sk_admin_store_product_get(ts->store, a.product_id, &p)) != SK_ADMIN_STORE_OK) {
+        if (rc == SK_ADMIN_STORE_NONE)
+            sk_admin_reply(inst, req, SK_E_NOT_FOUND, "product_id: no such product", NULL);
+        else
+            reply_store_error(ts, req);
+        return;
+    }
+    if (sk_admin_activity_check(&a, &p, sk_admin_now(), (changed & SK_ADMIN_F_END) != 0, err, sizeof(err)) != 0) {
+        sk_admin_reply(inst, req, SK_E_INVALID, err, NULL);
+        return;
+    }
+    if (check_overlap(ts, req, &a) != 0)
+        return;
+    if (a.total == old.total) {
+        update_commit(ts, req, &a, &old, 0);
+        return;
+    }
+    act_job_t *job = calloc(1, sizeof(*job));
+    char sold_key[64], total_key[64], total[32];
+    snprintf(sold_key, sizeof(sold_key), "sk:{a%lld}:sold", (long long)id);
+    snprintf(total_key, sizeof(total_key), "sk:{a%lld}:total", (long long)id);
+    snprintf(total, sizeof(total), "%lld", (long long)a.total);
+    const char *argv[] = {"EVAL", total_script, "2", sold_key, total_key, total};
+    size_t lens[] = {4, sizeof(total_script) - 1, 1, strlen(sold_key), strlen(total_key), strlen(total)};
+    if (job == NULL || ts->redis == NULL || inst->api->redis_cmdargv(ts->redis, on_update_total, job, 0, 6, argv, lens) != 0) {
+        free(job);
+        sk_admin_reply(inst, req, SK_E_UNAVAILABLE, "redis: unavailable, cannot check total against sold", NULL);
+        return;
+    }
+    job->ts = ts;
+    job->a = a;
+    job->old = old;
+    ts->ops_inflight++;
+    sk_admin_reqref_set(inst, &job->ref, req);
+}
+
+/* ---- delete ---- */
+
+static void delete (sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
+{
+    int64_t id;
+    int present;
+    char err[160];
+    if (sk_admin_param_int(f, "activity_id", 1, INT64_MAX, &id, &present, err, sizeof(err)) != 0 || !present) {
+        sk_admin_reply(ts->inst, req, SK_E_INVALID, present ? err : "activity_id: missing", NULL);
+        return;
+    }
+    int rc = sk_admin_store_activity_delete(ts->store, id, sk_admin_now());
+    if (rc == SK_ADMIN_STORE_NONE)
+        sk_admin_reply(ts->inst, req, SK_E_NOT_FOUND, "activity_id: no such activity", NULL);
+    else if (rc != SK_ADMIN_STORE_OK)
+        reply_store_error(ts, req);
+    else
+        reply_synced(ts, req, id, 0);
+}
+
+/* ---- list ---- */
+
+typedef struct st_list_job_t {
+    sk_admin_ts_t *ts;
+    sk_admin_reqref_t ref;
+    sk_activity_t *v;
+    size_t n, cap;
+} list_job_t;
+
+static int
+on_list_row(void *arg, const sk_activity_t *a)
+{
+    list_job_t *job = arg;
+    if (job->n == job->cap) {
+        size_t cap = job->cap ? job->cap * 2 : 16;
+        sk_activity_t *v = realloc(job->v, cap * sizeof(*v));
+        if (v == NULL)
+            return 1;
+        job->v = v, job->cap = cap;
+    }
+    job->v[job->n++] = *a;
+    return 0;
+}
+
+static int64_t
+reply_int(const redisReply *r, int64_t dflt)
+{
+    int64_t v;
+    if (r != NULL && r->type == REDIS_REPLY_STRING && sk_parse_int64(r->str, r->len, 0, INT64_MAX, &v) == 0)
+        return v;
+    return dflt;
+}
+
+static void
+list_reply(list_job_t *job, h2o_req_t *req, const redisReply *mget)
+{
+    sk_admin_ts_t *ts = job->ts;
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < job->n; ++i) {
+        const sk_activity_t *a = &job->v[i];
+        char key[64];
+        cJSON *o = sk_admin_activity_obj(a);
+        if (o == NULL)
+            break;
+        snprintf(key, sizeof(key), "activities/%lld", (long long)a->activity_id);
+        cJSON_AddBoolToObject(o, "synced", sk_admin_store_sync_pending(ts->store, key) == 0);
+        if (mget != NULL) {
+            int64_t sold = reply_int(mget->element[2 * i], 0), total = reply_int(mget->element[2 * i + 1], -1);
+            if (total < 0)
+                total = 0; /* not written yet: nothing can be sold */
+            cJSON_AddNumberToObject(o, "sold", (double)sold);
+            cJSON_AddNumberToObject(o, "left", (double)(total > sold ? total - sold : 0));
+            cJSON_AddNumberToObject(o, "redis_total", (double)total);
+        } else {
+            cJSON_AddNullToObject(o, "sold");
+            cJSON_AddNullToObject(o, "left");
+        }
+        cJSON_AddItemToArray(arr, o);
+    }
+    sk_admin_reply(ts->inst, req, SK_OK, mget != NULL ? "ok" : "ok (redis unavailable: sold and left unknown)", arr);
+}
+
+static void
+list_job_free(list_job_t *job)
+{
+    free(job->v);
+    free(job);
+}
+
+static void
+on_list_mget(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    list_job_t *job = data;
+    (void)r;
+    h2o_req_t *req = sk_admin_reqref_take(job->ts->inst, &job->ref);
+    if (req != NULL) {
+        int ok = err == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 * job->n;
+        list_reply(job, req, ok ? reply : NULL);
+    }
+    list_job_free(job);
+}
+
+static void
+list(sk_admin_ts_t *ts, h2o_req_t *req)
+{
+    list_job_t *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        sk_admin_reply(ts->inst, req, SK_E_UNAVAILABLE, "out of memory", NULL);
+        return;
+    }
+    job->ts = ts;
+    if (sk_admin_store_activities(ts->store, 0, on_list_row, job) != SK_ADMIN_STORE_OK) {
+        list_job_free(job);
+        reply_store_error(ts, req);
+        return;
+    }
+    if (job->n == 0 || ts->redis == NULL) {
+        list_reply(job, req, NULL);
+        list_job_free(job);
+        return;
+    }
+    size_t argc = 1 + 2 * job->n;
+    const char **argv = calloc(argc, sizeof(*argv));
+    size_t *lens = calloc(argc, sizeof(*lens));
+    char(*keys)[48] = calloc(2 * job->n, sizeof(*keys));
+    int rc = -1;
+    if (argv != NULL && lens != NULL && keys != NULL) {
+        argv[0] = "MGET", lens[0] = 4;
+        for (size_t i = 0; i < job->n; ++i) {
+            snprintf(keys[2 * i], sizeof(keys[0]), "sk:{a%lld}:sold", (long long)job->v[i].activity_id);
+            snprintf(keys[2 * i + 1], sizeof(keys[0]), "sk:{a%lld}:total", (long long)job->v[i].activity_id);
+        }
+        for (size_t i = 1; i < argc; ++i)
+            argv[i] = keys[i - 1], lens[i] = strlen(keys[i - 1]);
+        rc = ts->inst->api->redis_cmdargv(ts->redis, on_list_mget, job, 0, (int)argc, argv, lens);
+    }
+    free(argv);
+    free(lens);
+    free(keys);
+    if (rc != 0) {
+        list_reply(job, req, NULL);
+        list_job_free(job);
+        return;
+    }
+    sk_admin_reqref_set(ts->inst, &job->ref, req);
+}
+
+/* ---- winners ---- */
+
+typedef struct st_winners_job_t {
+    sk_admin_ts_t *ts;
+    sk_admin_reqref_t ref;
+    int64_t activity_id, offset;
+} winners_job_t;
+
+static void
+on_winners(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    winners_job_t *job = data;
+    sk_admin_ts_t *ts = job->ts;
+    (void)r;
+    h2o_req_t *req = sk_admin_reqref_take(ts->inst, &job->ref);
+    if (req == NULL)
+        goto out;
+    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        sk_admin_replyf(ts->inst, req, SK_E_UNAVAILABLE, NULL, "redis: %s", err != NULL ? err : "bad reply");
+        goto out;
+    }
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < reply->elements; ++i) {
+        const redisReply *e = reply->element[i];
+        sk_admin_winner_t w;
+        sk_admin_order_t o;
+        if (e->type != REDIS_REPLY_STRING || sk_admin_winner_parse(e->str, e->len, &w) != 0)
+            continue;
+        int found = sk_admin_store_order_by_token(ts->store, w.token, &o) == SK_ADMIN_STORE_OK && o.state == 1;
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "user_id", (double)w.user_id);
+        cJSON_AddStringToObject(x, "token", w.token);
+        cJSON_AddNumberToObject(x, "time", (double)w.issued_at);
+        cJSON_AddNumberToObject(x, "expires_at", (double)w.expires_at);
+        cJSON_AddBoolToObject(x, "consumed", found);
+        if (found)
+            cJSON_AddNumberToObject(x, "order_id", (double)o.order_id);
+        cJSON_AddItemToArray(arr, x);
+    }
+    sk_admin_reply(ts->inst, req, SK_OK, "ok", arr);
+out:
+    free(job);
+}
+
+static void
+winners(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
+{
+    sk_admin_t *inst = ts->inst;
+    int64_t id, offset = 0, limit = 1000;
+    int present, deleted;
+    char err[160];
+    sk_activity_t a;
+    if (sk_admin_param_int(f, "activity_id", 1, INT64_MAX, &id, &present, err, sizeof(err)) != 0 || !present) {
+        sk_admin_reply(inst, req, SK_E_INVALID, present ? err : "activity_id: missing", NULL);
+        return;
+    }
+    if (sk_admin_param_int(f, "offset", 0, 1000000000, &offset, &present, err, sizeof(err)) != 0 ||
+        sk_admin_param_int(f, "limit", 1, SK_ADMIN_WINNERS_MAX, &limit, &present, err, sizeof(err)) != 0) {
+        sk_admin_reply(inst, req, SK_E_INVALID, err, NULL);
+        return;
+    }
+    int rc = sk_admin_store_activity_get(ts->store, id, &a, &deleted);
+    if (rc != SK_ADMIN_STORE_OK) {
+        if (rc == SK_ADMIN_STORE_NONE)
+            sk_admin_reply(inst, req, SK_E_NOT_FOUND, "activity_id: no such activity", NULL);
+        else
+            reply_store_error(ts, req);
+        return;
+    }
+    winners_job_t *job = calloc(1, sizeof(*job));
+    if (job == NULL || ts->redis == NULL ||
+        inst->api->redis_cmd(ts->redis, on_winners, job, "LRANGE sk:{a%lld}:wins %lld %lld", (long long)id, (long long)offset,
+                             (long long)(offset + limit - 1)) != 0) {
+        free(job);
+        sk_admin_reply(inst, req, SK_E_UNAVAILABLE, "redis: unavailable", NULL);
+        return;
+    }
+    job->ts = ts;
+    job->activity_id = id;
+    job->offset = offset;
+    sk_admin_reqref_set(inst, &job->ref, req);
+}
+
+int
+sk_admin_route_activity(void *instp, void *tstate, h2o_req_t *req)
+{
+    static const struct {
+        const char *path;
+        int post;
+    } calls[] = {
+        {"/activity/create", 1}, {"/activity/update", 1}, {"/activity/delete", 1}, {"/activity/list", 0}, {"/activity/winners", 0}};
+    sk_admin_t *inst = instp;
+    sk_admin_ts_t *ts = tstate;
+    h2o_iovec_t path = req->path_normalized;
+    size_t which = 0;
+    while (which < sizeof(calls) / sizeof(calls[0]) &&
+           !h2o_memis(path.base, path.len, calls[which].path, strlen(calls[which].path)))
+        ++which;
+    if (which == sizeof(calls) / sizeof(calls[0]))
+        return -1;
+    if (sk_admin_check_access(inst, req) != 0)
+        return 0;
+    if (ts == NULL || ts->store == NULL) {
+        sk_admin_reply(inst, req, SK_E_UNAVAILABLE, "admin store not open", NULL);
+        return 0;
+    }
+    if (calls[which].post && !sk_admin_method(req, "POST")) {
+        sk_admin_reply(inst, req, SK_E_INVALID, "method: use POST", NULL);
+        return 0;
+    }
+    sk_form_t f;
+    if (sk_admin_params(inst, req, &f) != 0)
+        return 0;
+    switch (which) {
+    case 0:
+        create(ts, req, &f);
+        break;
+    case 1:
+        update(ts, req, &f);
+        break;
+    case 2:
+        delete (ts, req, &f);
+        break;
+    case 3:
+        list(ts, req);
+        break;
+    default:
+        winners(ts, req, &f);
+        break;
+    }
+    return 0;
+}

@@ -1,0 +1,659 @@
+/*
+ * A logic WORKER thread: one Redis connection on the thread's libev loop, reading the queue in batches.
+ *
+ * A read (XREADGROUP, or XAUTOCLAIM of entries a dead consumer left pending) returns up to 64 entries; the policies run
+ * here for each, then one EVALSHA per entry goes out in a single pipeline, and when the last script reply of the batch
+ * is in, its PUBLISHes and one XACK leave together. While a backlog lasts, the next read is sent right behind a
+ * batch's scripts, so up to SK_LOGIC_PIPELINE batches share each Redis event-loop pass and so each AOF fsync
+ * (appendfsync always costs milliseconds per fsync on some disks). Idle, one blocking read waits for new entries.
+ *
+ * An entry whose step failed in transport stays pending and is reclaimed later: the stored result under req:<id>
+ * makes a second run harmless.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "logic.h"
+
+enum { SLOT_WAIT, SLOT_RESULT, SLOT_ACK, SLOT_LEAVE };
+
+typedef struct st_sk_logic_batch_t sk_logic_batch_t;
+
+typedef struct st_sk_logic_slot_t {
+    sk_logic_batch_t *b;
+    sk_logic_entry_t e;
+    sk_logic_pre_t pre;
+    sk_activity_t act; /* a copy: the snapshot pointer does not outlive this loop pass, and NOSCRIPT rebuilds the call */
+    int has_act;
+    int state;
+    int retried;
+    sk_logic_result_t res;
+} sk_logic_slot_t;
+
+struct st_sk_logic_batch_t {
+    sk_logic_worker_t *w;
+    int used;
+    int reload_sent;
+    size_t n, outstanding;
+    sk_logic_slot_t slots[SK_LOGIC_BATCH];
+};
+
+#define SOLD_CACHE 16
+
+struct st_sk_logic_worker_t {
+    sk_logic_t *L;
+    const sk_host_api_t *api;
+    sk_thread_t *thr;
+    sk_redis_t *redis;
+    sk_timer_t *timer;
+    char consumer[160];
+    int ready;         /* the group and the script are set up on the current connection */
+    int setup_pending; /* SCRIPT LOAD / XGROUP CREATE in flight */
+    int reading;       /* a read in flight (one at a time) */
+    int last_full;     /* the last read filled a batch: a backlog, read again without waiting */
+    unsigned nbatches; /* batches in flight */
+    int busy;          /* reading || nbatches: what inflight() counts */
+    int disposing;
+    int drained; /* stopping and nothing more to read */
+    uint64_t last_claim_ms;
+    char claim_cursor[48];
+    int64_t last_log_ms;
+    unsigned suppressed;
+    struct {
+        int64_t aid, sold;
+    } sold_cache[SOLD_CACHE];
+    sk_logic_batch_t batches[SK_LOGIC_PIPELINE];
+};
+
+static void pump(sk_logic_worker_t *w);
+
+int64_t
+sk_logic_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Errors repeat per entry when Redis misbehaves; one line a second is enough to see it. */
+static void __attribute__((format(printf, 3, 4))) wlog(sk_logic_worker_t *w, int level, const char *fmt, ...)
+{
+    int64_t now = sk_logic_mono_ms();
+    if (level >= SK_LOG_WARN && now - w->last_log_ms < 1000) {
+        w->suppressed++;
+        return;
+    }
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (level >= SK_LOG_WARN) {
+        w->last_log_ms = now;
+        if (w->suppressed > 0) {
+            w->api->log(w->L->self, level, "%s: %s (%u similar suppressed)", w->consumer, buf, w->suppressed);
+            w->suppressed = 0;
+            return;
+        }
+    }
+    w->api->log(w->L->self, level, "%s: %s", w->consumer, buf);
+}
+
+static void
+update_busy(sk_logic_worker_t *w)
+{
+    int v = w->reading || w->nbatches > 0;
+    if (w->busy == v)
+        return;
+    w->busy = v;
+    atomic_fetch_add(&w->L->busy, v ? 1 : -1);
+}
+
+static void
+set_ready(sk_logic_worker_t *w, int v)
+{
+    if (w->ready == v)
+        return;
+    w->ready = v;
+    atomic_fetch_add(&w->L->ready_workers, v ? 1 : -1);
+}
+
+static int
+err_is(const redisReply *reply, const char *prefix)
+{
+    return reply->type == REDIS_REPLY_ERROR && reply->str != NULL && strncmp(reply->str, prefix, strlen(prefix)) == 0;
+}
+
+static void
+ignore_reply(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    sk_logic_worker_t *w = data;
+    if (err != NULL || (reply != NULL && reply->type == REDIS_REPLY_ERROR))
+        atomic_fetch_add(&w->L->stats.redis_errors, 1);
+}
+
+/* ---- connection set-up ---- */
+
+static void
+on_group(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    sk_logic_worker_t *w = data;
+    w->setup_pending = 0;
+    if (w->disposing)
+        return;
+    if (err != NULL || (reply->type == REDIS_REPLY_ERROR && !err_is(reply, "BUSYGROUP"))) {
+        wlog(w, SK_LOG_WARN, "XGROUP CREATE failed: %s", err != NULL ? err : reply->str);
+        w->api->timer_start(w->timer, 200);
+        return;
+    }
+    set_ready(w, 1);
+    pump(w);
+}
+
+static void
+on_script_loaded(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    sk_logic_worker_t *w = data;
+    if (w->disposing)
+        return;
+    if (err != NULL || reply->type != REDIS_REPLY_STRING)
+        wlog(w, SK_LOG_WARN, "SCRIPT LOAD failed: %s", err != NULL ? err : reply->type == REDIS_REPLY_ERROR ? reply->str : "?");
+    else if (strcmp(reply->str, w->L->sha) != 0)
+        wlog(w, SK_LOG_ERROR, "SCRIPT LOAD answered sha %s, expected %s", reply->str, w->L->sha);
+}
+
+static int
+send_script_load(sk_logic_worker_t *w)
+{
+    const char *argv[] = {"SCRIPT", "LOAD", sk_logic_stock_lua};
+    size_t argvlen[] = {6, 4, strlen(sk_logic_stock_lua)};
+    return w->api->redis_cmdargv(w->redis, on_script_loaded, w, 0, 3, argv, argvlen);
+}
+
+static void
+setup(sk_logic_worker_t *w)
+{
+    set_ready(w, 0);
+    if (w->disposing || w->setup_pending || !w->api->redis_connected(w->redis))
+        return;
+    /* the script first: commands on one connection run in order, so any EVALSHA sent later finds it */
+    if (send_script_load(w) != 0)
+        return;
+    /* "0", not "$": entries queued before the first logic node came up are still answered (or expire) */
+    const char *argv[] = {"XGROUP", "CREATE", SK_LOGIC_STREAM, SK_LOGIC_GROUP, "0", "MKSTREAM"};
+    size_t argvlen[6];
+    for (int i = 0; i < 6; ++i)
+        argvlen[i] = strlen(argv[i]);
+    if (w->api->redis_cmdargv(w->redis, on_group, w, 0, 6, argv, argvlen) == 0)
+        w->setup_pending = 1;
+}
+
+static void
+on_connect(sk_redis_t *r, void *data)
+{
+    (void)r;
+    sk_logic_worker_t *w = data;
+    w->setup_pending = 0;
+    setup(w);
+}
+
+static void
+on_timer(sk_timer_t *t, void *data)
+{
+    (void)t;
+    sk_logic_worker_t *w = data;
+    if (w->disposing)
+        return;
+    if (!w->ready && !w->setup_pending && w->api->redis_connected(w->redis))
+        setup(w);
+    else
+        pump(w);
+}
+
+/* ---- deciding one entry ---- */
+
+static int64_t
+cached_sold(sk_logic_worker_t *w, int64_t aid)
+{
+    unsigned i = (unsigned)((uint64_t)aid % SOLD_CACHE);
+    return w->sold_cache[i].aid == aid ? w->sold_cache[i].sold : 0;
+}
+
+static void
+cache_sold(sk_logic_worker_t *w, int64_t aid, int64_t sold)
+{
+    unsigned i = (unsigned)((uint64_t)aid % SOLD_CACHE);
+    w->sold_cache[i].aid = aid;
+    w->sold_cache[i].sold = sold;
+}
+
+/* Everything decided before the atomic step: the snapshot's activity, then buy_rate.lua and token.lua. */
+static void
+prepare(sk_logic_worker_t *w, sk_logic_slot_t *s, const sk_snapshot_t *snap)
+{
+    const sk_activity_t *act = NULL;
+    memset(&s->pre, 0, sizeof(s->pre));
+    s->pre.code = sk_logic_precheck(snap, &s->e, &act);
+    s->has_act = act != NULL;
+    if (act != NULL)
+        s->act = *act;
+    s->state = SLOT_WAIT;
+    if (s->pre.code != 0)
+        return;
+    sk_policy_req_t r = {.user_id = s->e.uid, .product_id = s->e.pid, .now = s->e.now, .ip = s->e.ip};
+    int64_t sold = cached_sold(w, s->e.aid);
+    sk_policy_activity_t pa = {.activity = act, .sold = sold, .left = act->total > sold ? act->total - sold : 0};
+    int allow = w->api->policy_allow(w->thr, &r, &pa);
+    if (allow < 0) {
+        atomic_fetch_add(&w->L->stats.policy_errors, 1);
+        s->pre.code = SK_E_UNAVAILABLE;
+        return;
+    }
+    if (allow == 0)
+        return;
+    int64_t ttl = 0;
+    if (w->api->policy_issue(w->thr, &r, &pa, s->pre.token, sizeof(s->pre.token), &ttl) != 0 || !sk_logic_token_ok(s->pre.token)) {
+        atomic_fetch_add(&w->L->stats.policy_errors, 1);
+        s->pre.code = SK_E_UNAVAILABLE;
+        return;
+    }
+    if (ttl <= 0 || ttl > 10 * 365 * 86400)
+        ttl = w->L->conf->logic_token_ttl;
+    s->pre.ttl = ttl;
+    s->pre.allow = 1;
+}
+
+static void finish_batch(sk_logic_batch_t *b);
+static void on_eval(sk_redis_t *r, redisReply *reply, const char *err, void *data);
+
+static int
+send_eval(sk_logic_worker_t *w, sk_logic_slot_t *s)
+{
+    sk_logic_call_t call;
+    if (sk_logic_call_build(&call, w->L->sha, &s->e, s->has_act ? &s->act : NULL, &s->pre) != 0) {
+        sk_logic_result_set(&s->res, SK_E_UNAVAILABLE);
+        s->state = SLOT_RESULT;
+        return -1;
+    }
+    s->b->outstanding++;
+    if (w->api->redis_cmdargv(w->redis, on_eval, s, 0, call.argc, call.argv, call.argvlen) != 0) {
+        s->b->outstanding--;
+        s->state = SLOT_LEAVE;
+        return -1;
+    }
+    return 0;
+}
+
+static int
+transient(const redisReply *reply)
+{
+    static const char *const prefixes[] = {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN"};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); ++i)
+        if (err_is(reply, prefixes[i]))
+            return 1;
+    return 0;
+}
+
+static void
+on_eval(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    sk_logic_slot_t *s = data;
+    sk_logic_batch_t *b = s->b;
+    sk_logic_worker_t *w = b->w;
+    if (w->disposing) {
+        b->outstanding--;
+        return;
+    }
+    if (err != NULL) {
+        atomic_fetch_add(&w->L->stats.redis_errors, 1);
+        s->state = SLOT_LEAVE;
+    } else if (err_is(reply, "NOSCRIPT") && !s->retried) {
+        /* SCRIPT FLUSH or a Redis that restarted under the same connection: load again, then retry once */
+        s->retried = 1;
+        if (!b->reload_sent && send_script_load(w) == 0) {
+            b->reload_sent = 1;
+            atomic_fetch_add(&w->L->stats.reloads, 1);
+        }
+        if (send_eval(w, s) == 0) {
+            b->outstanding--; /* the new call now carries this slot */
+            return;
+        }
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        if (transient(reply)) {
+            atomic_fetch_add(&w->L->stats.redis_errors, 1);
+            s->state = SLOT_LEAVE;
+        } else {
+            atomic_fetch_add(&w->L->stats.script_errors, 1);
+            wlog(w, SK_LOG_ERROR, "stock script failed for %s: %s", s->e.id, reply->str);
+            sk_logic_result_set(&s->res, SK_E_UNAVAILABLE);
+            s->state = SLOT_RESULT;
+        }
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 && reply->element[0]->type == REDIS_REPLY_STRING &&
+               sk_logic_result_parse(&s->res, reply->element[0]->str, reply->element[0]->len) == 0) {
+        if (reply->element[1]->type == REDIS_REPLY_INTEGER && reply->element[1]->integer >= 0)
+            cache_sold(w, s->e.aid, reply->element[1]->integer);
+        s->state = SLOT_RESULT;
+    } else {
+        atomic_fetch_add(&w->L->stats.script_errors, 1);
+        wlog(w, SK_LOG_ERROR, "stock script gave an unexpected reply for %s", s->e.id);
+        sk_logic_result_set(&s->res, SK_E_UNAVAILABLE);
+        s->state = SLOT_RESULT;
+    }
+    if (--b->outstanding == 0)
+        finish_batch(b);
+}
+
+/* ---- batches ---- */
+
+static void
+finish_batch(sk_logic_batch_t *b)
+{
+    sk_logic_worker_t *w = b->w;
+    const char *argv[3 + SK_LOGIC_BATCH];
+    size_t argvlen[3 + SK_LOGIC_BATCH];
+    int argc = 3;
+    argv[0] = "XACK";
+    argv[1] = SK_LOGIC_STREAM;
+    argv[2] = SK_LOGIC_GROUP;
+    for (int i = 0; i < 3; ++i)
+        argvlen[i] = strlen(argv[i]);
+    for (size_t i = 0; i < b->n; ++i) {
+        sk_logic_slot_t *s = &b->slots[i];
+        if (s->state == SLOT_LEAVE) {
+            atomic_fetch_add(&w->L->stats.left_pending, 1);
+            continue;
+        }
+        if (s->state == SLOT_RESULT) {
+            atomic_fetch_add(&w->L->stats.decisions[sk_logic_code_index(s->res.code)], 1);
+            char msg[512];
+            int len = sk_logic_reply_format(msg, sizeof(msg), s->e.id, &s->res);
+            if (len > 0) {
+                const char *pargv[] = {"PUBLISH", s->e.reply, msg};
+                size_t pargvlen[] = {7, strlen(s->e.reply), (size_t)len};
+                /* publish before the ack: a crash in between only makes another node answer again, from req:<id> */
+                w->api->redis_cmdargv(w->redis, ignore_reply, w, 0, 3, pargv, pargvlen);
+            }
+        }
+        argv[argc] = s->e.sid;
+        argvlen[argc] = strlen(s->e.sid);
+        argc++;
+    }
+    if (argc > 3)
+        w->api->redis_cmdargv(w->redis, ignore_reply, w, 0, argc, argv, argvlen);
+    b->used = 0;
+    b->n = 0;
+    b->reload_sent = 0;
+    w->nbatches--;
+    update_busy(w);
+    pump(w);
+}
+
+static void
+run_batch(sk_logic_batch_t *b)
+{
+    sk_logic_worker_t *w = b->w;
+    const sk_snapshot_t *snap = w->api->snapshot(w->thr);
+    for (size_t i = 0; i < b->n; ++i) {
+        sk_logic_slot_t *s = &b->slots[i];
+        if (s->state == SLOT_WAIT)
+            prepare(w, s, snap);
+    }
+    /* the count goes up before each send so that no reply can finish the batch while it is still being sent */
+    b->outstanding = 1;
+    for (size_t i = 0; i < b->n; ++i)
+        if (b->slots[i].state == SLOT_WAIT)
+            send_eval(w, &b->slots[i]);
+    if (--b->outstanding == 0)
+        finish_batch(b);
+}
+
+/* Takes a free batch (pump() reads only when there is one) and runs the entries, an array of [id, [field, value, ...]].
+ * With a backlog, the next read goes out before this batch's scripts: Redis then hands over the next entries at once,
+ * and the policies of batch k+1 run here while Redis runs the scripts of batch k. */
+static void
+load_entries(sk_logic_worker_t *w, const redisReply *entries)
+{
+    sk_logic_batch_t *b = NULL;
+    for (unsigned i = 0; i < SK_LOGIC_PIPELINE && b == NULL; ++i)
+        if (!w->batches[i].used)
+            b = &w->batches[i];
+    if (b == NULL) { /* cannot happen; the entries stay pending and are reclaimed */
+        wlog(w, SK_LOG_ERROR, "no free batch");
+        return;
+    }
+    b->used = 1;
+    b->n = 0;
+    b->reload_sent = 0;
+    w->nbatches++;
+    update_busy(w);
+    pump(w);
+    for (size_t i = 0; i < entries->elements && b->n < SK_LOGIC_BATCH; ++i) {
+        const redisReply *en = entries->element[i];
+        if (en->type != REDIS_REPLY_ARRAY || en->elements < 2 || en->element[0]->type != REDIS_REPLY_STRING)
+            continue;
+        sk_logic_slot_t *s = &b->slots[b->n++];
+        s->b = b;
+        s->retried = 0;
+        s->has_act = 0;
+        const redisReply *fields = en->element[1];
+        const char *fv[64];
+        size_t fvlen[64], nfv = 0;
+        if (fields->type == REDIS_REPLY_ARRAY)
+            for (size_t j = 0; j < fields->elements && nfv < 64; ++j) {
+                if (fields->element[j]->type != REDIS_REPLY_STRING)
+                    break;
+                fv[nfv] = fields->element[j]->str;
+                fvlen[nfv++] = fields->element[j]->len;
+            }
+        char err[64] = "";
+        if (sk_logic_entry_parse(&s->e, en->element[0]->str, en->element[0]->len, fv, fvlen, nfv, err, sizeof(err)) == 0) {
+            s->state = SLOT_WAIT;
+            continue;
+        }
+        atomic_fetch_add(&w->L->stats.malformed, 1);
+        if (s->e.sid[0] == '\0') { /* cannot even be acknowledged */
+            b->n--;
+            continue;
+        }
+        if (fields->type != REDIS_REPLY_ARRAY) { /* deleted while pending: only the ack is left to do */
+            s->state = SLOT_ACK;
+            continue;
+        }
+        wlog(w, SK_LOG_WARN, "malformed queue entry %s: %s", s->e.sid, err);
+        if (s->e.id[0] != '\0') {
+            sk_logic_result_set(&s->res, SK_E_UNAVAILABLE);
+            s->state = SLOT_RESULT;
+        } else {
+            s->state = SLOT_ACK;
+        }
+    }
+    atomic_fetch_add(&w->L->stats.batches, 1);
+    run_batch(b);
+}
+
+static int
+read_failed(sk_logic_worker_t *w, redisReply *reply, const char *err, const char *what)
+{
+    if (err == NULL && reply->type != REDIS_REPLY_ERROR)
+        return 0;
+    atomic_fetch_add(&w->L->stats.redis_errors, 1);
+    wlog(w, SK_LOG_WARN, "%s failed: %s", what, err != NULL ? err : reply->str);
+    /* the group or the stream went away (FLUSHALL, a Redis without its AOF): set them up again */
+    if (err == NULL && err_is(reply, "NOGROUP"))
+        set_ready(w, 0);
+    w->last_full = 0;
+    w->api->timer_start(w->timer, 100);
+    return 1;
+}
+
+static void
+on_read(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    sk_logic_worker_t *w = data;
+    w->reading = 0;
+    update_busy(w);
+    if (w->disposing || read_failed(w, reply, err, "XREADGROUP"))
+        return;
+    /* [[stream, [entries]]], or nil when nothing came within the block time */
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 && reply->element[0]->type == REDIS_REPLY_ARRAY &&
+        reply->element[0]->elements >= 2 && reply->element[0]->element[1]->type == REDIS_REPLY_ARRAY &&
+        reply->element[0]->element[1]->elements > 0) {
+        const redisReply *entries = reply->element[0]->element[1];
+        atomic_fetch_add(&w->L->stats.read, entries->elements);
+        w->last_full = entries->elements >= SK_LOGIC_BATCH;
+        load_entries(w, entries);
+    } else {
+        w->last_full = 0;
+        if (atomic_load(&w->L->stopping) && w->nbatches == 0)
+            w->drained = 1;
+    }
+    pump(w);
+}
+
+static void
+on_claim(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    sk_logic_worker_t *w = data;
+    w->reading = 0;
+    update_busy(w);
+    if (w->disposing || read_failed(w, reply, err, "XAUTOCLAIM"))
+        return;
+    /* [next cursor, [entries], [deleted ids] (Redis 7)] */
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 && reply->element[0]->type == REDIS_REPLY_STRING &&
+        reply->element[1]->type == REDIS_REPLY_ARRAY) {
+        const redisReply *cur = reply->element[0];
+        snprintf(w->claim_cursor, sizeof(w->claim_cursor), "%s", cur->len < sizeof(w->claim_cursor) ? cur->str : "0-0");
+        /* more of the pending list to scan: go on at once, a dead node's entries are close to their deadline */
+        if (strcmp(w->claim_cursor, "0-0") != 0)
+            w->last_claim_ms = 0;
+        const redisReply *entries = reply->element[1];
+        if (entries->elements > 0) {
+            atomic_fetch_add(&w->L->stats.claimed, entries->elements);
+            wlog(w, SK_LOG_INFO, "reclaimed %zu pending entries", entries->elements);
+            load_entries(w, entries);
+        }
+    }
+    pump(w);
+}
+
+static int
+send_read(sk_logic_worker_t *w, int block)
+{
+    const char *argv[] = {"XREADGROUP",    "GROUP", SK_LOGIC_GROUP, w->consumer, "COUNT", "64", "STREAMS",
+                          SK_LOGIC_STREAM, ">",     NULL,           NULL};
+    int argc = 9;
+    if (block) {
+        /* BLOCK only when nothing else is in flight: a blocked read holds back every later command on the connection */
+        memmove(argv + 8, argv + 6, 3 * sizeof(argv[0]));
+        argv[6] = "BLOCK";
+        argv[7] = "100";
+        argc = 11;
+    }
+    size_t argvlen[11];
+    for (int i = 0; i < argc; ++i)
+        argvlen[i] = strlen(argv[i]);
+    /* the host's deadline must exceed the block time, or every idle read would count as a Redis failure */
+    unsigned timeout = block ? w->L->conf->redis_timeout_ms + SK_LOGIC_BLOCK_MS + 200 : 0;
+    return w->api->redis_cmdargv(w->redis, on_read, w, timeout, argc, argv, argvlen);
+}
+
+static void
+pump(sk_logic_worker_t *w)
+{
+    if (w->disposing || w->reading)
+        return;
+    if (!w->ready || !w->api->redis_connected(w->redis)) {
+        if (!w->api->redis_connected(w->redis))
+            set_ready(w, 0);
+        if (w->nbatches == 0)
+            w->api->timer_start(w->timer, 100);
+        return;
+    }
+    /* Until the first etcd snapshot arrives every activity looks unknown: answering now would store 1002 for
+     * requests that are fine. Leave them queued; access answers 1008 if no node can take them in time. */
+    if (w->api->snapshot(w->thr)->revision <= 0) {
+        w->api->timer_start(w->timer, 100);
+        return;
+    }
+    int stopping = atomic_load(&w->L->stopping);
+    if (stopping && (w->drained || sk_logic_mono_ms() >= w->L->stop_deadline_ms)) {
+        w->drained = 1;
+        return;
+    }
+    if (w->nbatches >= SK_LOGIC_PIPELINE || (w->nbatches > 0 && !w->last_full))
+        return; /* finish_batch() pumps again */
+    uint64_t now = w->api->now_ms(w->thr);
+    int rc;
+    if (w->nbatches == 0 && !stopping && now - w->last_claim_ms >= SK_LOGIC_CLAIM_EVERY_MS) {
+        w->last_claim_ms = now;
+        const char *argv[] = {"XAUTOCLAIM", SK_LOGIC_STREAM, SK_LOGIC_GROUP, w->consumer, "1000", w->claim_cursor, "COUNT", "64"};
+        size_t argvlen[8];
+        for (int i = 0; i < 8; ++i)
+            argvlen[i] = strlen(argv[i]);
+        rc = w->api->redis_cmdargv(w->redis, on_claim, w, 0, 8, argv, argvlen);
+    } else {
+        rc = send_read(w, w->nbatches == 0);
+    }
+    if (rc != 0) {
+        set_ready(w, 0);
+        if (w->nbatches == 0)
+            w->api->timer_start(w->timer, 100);
+        return;
+    }
+    w->reading = 1;
+    update_busy(w);
+}
+
+sk_logic_worker_t *
+sk_logic_worker_new(sk_logic_t *L, sk_thread_t *thr)
+{
+    sk_logic_worker_t *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->L = L;
+    w->api = L->api;
+    w->thr = thr;
+    for (unsigned i = 0; i < SK_LOGIC_PIPELINE; ++i)
+        w->batches[i].w = w;
+    snprintf(w->consumer, sizeof(w->consumer), "%s-%u", L->conf->node_id, L->api->thread_index(thr));
+    strcpy(w->claim_cursor, "0-0");
+    w->timer = L->api->timer_new(thr, on_timer, w);
+    w->redis = L->api->redis_new(L->self, thr);
+    if (w->timer == NULL || w->redis == NULL) {
+        if (w->timer != NULL)
+            L->api->timer_free(w->timer);
+        if (w->redis != NULL)
+            L->api->redis_free(w->redis);
+        free(w);
+        return NULL;
+    }
+    L->api->redis_on_connect(w->redis, on_connect, w);
+    /* also covers a connection that came up before the hook was in place */
+    L->api->timer_start(w->timer, 50);
+    return w;
+}
+
+void
+sk_logic_worker_free(sk_logic_worker_t *w)
+{
+    if (w == NULL)
+        return;
+    w->disposing = 1;
+    w->api->timer_stop(w->timer);
+    w->api->timer_free(w->timer);
+    w->api->redis_free(w->redis); /* fails what is pending; the callbacks see `disposing` */
+    set_ready(w, 0);
+    w->reading = 0;
+    w->nbatches = 0;
+    update_busy(w);
+    free(w);
+}

@@ -1,0 +1,149 @@
+/*
+ * The logic layer's CONTROL-thread jobs: the heartbeat access nodes read to know a logic node is alive, and the queue
+ * upkeep (trimming acknowledged entries, pending and lag figures for /status).
+ *
+ * The heartbeat is stamped with Redis' clock inside a script, so node clocks never matter. It is sent only while at
+ * least one worker has a working connection and the first etcd snapshot has arrived: a node that cannot decide must not
+ * look alive.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "logic.h"
+
+struct st_sk_logic_hb_t {
+    sk_logic_t *L;
+    const sk_host_api_t *api;
+    sk_thread_t *thr;
+    sk_redis_t *redis;
+    sk_timer_t *timer;
+    unsigned ticks;
+    int left;
+    int hb_inflight, trim_inflight;
+};
+
+static void
+on_heartbeat(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    sk_logic_hb_t *hb = data;
+    hb->hb_inflight = 0;
+    if (err != NULL || reply->type != REDIS_REPLY_INTEGER) {
+        atomic_fetch_add(&hb->L->stats.heartbeat_errors, 1);
+        return;
+    }
+    atomic_fetch_add(&hb->L->stats.heartbeats, 1);
+    atomic_store(&hb->L->stats.heartbeat_redis_ms, reply->integer);
+}
+
+static void
+on_trim(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    sk_logic_hb_t *hb = data;
+    hb->trim_inflight = 0;
+    sk_logic_stats_t *st = &hb->L->stats;
+    if (err != NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 4) {
+        atomic_fetch_add(&st->redis_errors, 1);
+        if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+            hb->api->log(hb->L->self, SK_LOG_WARN, "queue upkeep failed: %s", reply->str);
+        return;
+    }
+    for (size_t i = 0; i < 4; ++i)
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER)
+            return;
+    atomic_store(&st->pending, reply->element[0]->integer);
+    atomic_store(&st->lag, reply->element[1]->integer);
+    atomic_store(&st->xlen, reply->element[2]->integer);
+    atomic_fetch_add(&st->trimmed, reply->element[3]->integer);
+}
+
+static void
+on_leave(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    (void)reply;
+    sk_logic_hb_t *hb = data;
+    if (err != NULL)
+        hb->api->log(hb->L->self, SK_LOG_WARN, "could not leave %s: %s", SK_LOGIC_ALIVE, err);
+}
+
+static int
+eval(sk_logic_hb_t *hb, const char *script, sk_redis_cb cb, const char *key, const char *a1, const char *a2)
+{
+    const char *argv[] = {"EVAL", script, "1", key, a1, a2};
+    size_t argvlen[6];
+    int argc = a2 != NULL ? 6 : 5;
+    for (int i = 0; i < argc; ++i)
+        argvlen[i] = strlen(argv[i]);
+    return hb->api->redis_cmdargv(hb->redis, cb, hb, 0, argc, argv, argvlen);
+}
+
+static void
+on_tick(sk_timer_t *t, void *data)
+{
+    sk_logic_hb_t *hb = data;
+    sk_logic_t *L = hb->L;
+    hb->ticks++;
+    if (!hb->left && !atomic_load(&L->stopping) && hb->api->redis_connected(hb->redis)) {
+        if (!hb->hb_inflight && atomic_load(&L->ready_workers) > 0 && hb->api->snapshot(hb->thr)->revision > 0) {
+            char stale[24];
+            snprintf(stale, sizeof(stale), "%d", SK_LOGIC_STALE_MS);
+            if (eval(hb, sk_logic_heartbeat_lua, on_heartbeat, SK_LOGIC_ALIVE, L->conf->node_id, stale) == 0)
+                hb->hb_inflight = 1;
+        }
+        /* once a second is plenty: access bounds the stream length, this only returns the memory */
+        if (hb->ticks % 2 == 0 && !hb->trim_inflight &&
+            eval(hb, sk_logic_trim_lua, on_trim, SK_LOGIC_STREAM, SK_LOGIC_GROUP, NULL) == 0)
+            hb->trim_inflight = 1;
+    }
+    hb->api->timer_start(t, SK_LOGIC_HEARTBEAT_MS);
+}
+
+sk_logic_hb_t *
+sk_logic_hb_new(sk_logic_t *L, sk_thread_t *thr)
+{
+    sk_logic_hb_t *hb = calloc(1, sizeof(*hb));
+    if (hb == NULL)
+        return NULL;
+    hb->L = L;
+    hb->api = L->api;
+    hb->thr = thr;
+    hb->redis = L->api->redis_new(L->self, thr);
+    hb->timer = L->api->timer_new(thr, on_tick, hb);
+    if (hb->redis == NULL || hb->timer == NULL) {
+        if (hb->redis != NULL)
+            L->api->redis_free(hb->redis);
+        if (hb->timer != NULL)
+            L->api->timer_free(hb->timer);
+        free(hb);
+        return NULL;
+    }
+    /* the first beat soon after the workers are up, so a fresh node takes traffic quickly */
+    L->api->timer_start(hb->timer, 100);
+    return hb;
+}
+
+void
+sk_logic_hb_leave(sk_logic_hb_t *hb)
+{
+    if (hb == NULL || hb->left)
+        return;
+    hb->left = 1;
+    const char *argv[] = {"ZREM", SK_LOGIC_ALIVE, hb->L->conf->node_id};
+    size_t argvlen[] = {4, strlen(SK_LOGIC_ALIVE), strlen(hb->L->conf->node_id)};
+    if (hb->api->redis_cmdargv(hb->redis, on_leave, hb, 0, 3, argv, argvlen) != 0)
+        hb->api->log(hb->L->self, SK_LOG_WARN, "could not leave %s: Redis not connected", SK_LOGIC_ALIVE);
+}
+
+void
+sk_logic_hb_free(sk_logic_hb_t *hb)
+{
+    if (hb == NULL)
+        return;
+    hb->left = 1;
+    hb->api->timer_stop(hb->timer);
+    hb->api->timer_free(hb->timer);
+    hb->api->redis_free(hb->redis);
+    free(hb);
+}

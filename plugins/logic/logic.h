@@ -1,0 +1,163 @@
+/*
+ * The logic layer: consumes the request queue (stream sk:queue, group "logic"), decides every request in one atomic
+ * Redis step and answers the waiting access thread by PUBLISH. See docs/DESIGN.md for the keys and the protocol.
+ *
+ * Files: logic_plugin.c (descriptor and glue), entry.c (pure: queue entries, results, replies), decide.c (pure: the
+ * pre-checks and the script call), stock_script.c (the Redis scripts), consumer.c (WORKER threads), heartbeat.c
+ * (CONTROL thread: heartbeat, trimming, queue stats), stats.c (/status and /metrics).
+ */
+#ifndef SK_LOGIC_H
+#define SK_LOGIC_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include "seckill/plugin.h"
+
+#define SK_LOGIC_STREAM "sk:queue"
+#define SK_LOGIC_GROUP "logic"
+#define SK_LOGIC_ALIVE "sk:logic:alive"
+#define SK_LOGIC_BATCH 64
+#define SK_LOGIC_PIPELINE 4 /* batches in flight per worker */
+#define SK_LOGIC_BLOCK_MS 100
+#define SK_LOGIC_CLAIM_IDLE_MS 1000
+#define SK_LOGIC_CLAIM_EVERY_MS 500
+#define SK_LOGIC_HEARTBEAT_MS 500
+#define SK_LOGIC_STALE_MS 60000 /* heartbeat members older than this are removed */
+#define SK_LOGIC_RESULT_TTL 3600
+#define SK_LOGIC_TOKEN_MAX 128
+
+/* ---- entry.c: pure ---- */
+
+/** One queue entry as access wrote it (DESIGN.md "The request queue"). */
+typedef struct st_sk_logic_entry_t {
+    char sid[48]; /* stream id "<ms>-<seq>" */
+    int64_t sid_ms;
+    char id[128];    /* request id */
+    char reply[160]; /* pub/sub channel */
+    int64_t aid, pid, uid, now, deadline;
+    char ip[64];
+} sk_logic_entry_t;
+
+/** A decision: what the script stores under req:<id> ("<code> <token> <expires_at>"). token is "-" when none. */
+typedef struct st_sk_logic_result_t {
+    int code;
+    char token[SK_LOGIC_TOKEN_MAX + 1];
+    int64_t expires_at;
+} sk_logic_result_t;
+
+/** Parses a stream id "<ms>-<seq>" and the entry's field/value pairs (fv[0]=field, fv[1]=value, ...; nfv counts
+ * strings). Returns 0 when every field is present and valid. On -1 `err` names the first bad field, and e->id and
+ * e->reply are still filled when those two were valid (check e->id[0] && e->reply[0]) so the request can be answered. */
+int sk_logic_entry_parse(sk_logic_entry_t *e, const char *sid, size_t sidlen, const char *const *fv, const size_t *fvlen,
+                         size_t nfv, char *err, size_t errlen);
+/** Parses "<code> <token> <expires_at>". 0 or -1. */
+int sk_logic_result_parse(sk_logic_result_t *r, const char *s, size_t len);
+/** A result with no token ("-", 0). */
+void sk_logic_result_set(sk_logic_result_t *r, int code);
+/** Writes the reply message "<id> <code> <token> <expires_at>". Returns its length, or -1 if it does not fit. */
+int sk_logic_reply_format(char *buf, size_t cap, const char *id, const sk_logic_result_t *r);
+/** True for a token the script can store and the reply can carry: 16..128 printable bytes without space. */
+int sk_logic_token_ok(const char *token);
+
+/* ---- decide.c: pure ---- */
+
+/** The activity of the entry in the snapshot. Returns 0 (found and enabled: *out set), SK_E_NOT_FOUND (unknown, or
+ * it belongs to another product) or SK_E_DISABLED (status 0: the kill switch). */
+int sk_logic_precheck(const sk_snapshot_t *snap, const sk_logic_entry_t *e, const sk_activity_t **out);
+
+#define SK_LOGIC_CALL_NKEYS 7
+#define SK_LOGIC_CALL_NARGS 13
+#define SK_LOGIC_CALL_ARGC (3 + SK_LOGIC_CALL_NKEYS + SK_LOGIC_CALL_NARGS)
+
+/** The argv of one EVALSHA of the stock script, with its own storage. */
+typedef struct st_sk_logic_call_t {
+    int argc;
+    const char *argv[SK_LOGIC_CALL_ARGC];
+    size_t argvlen[SK_LOGIC_CALL_ARGC];
+    char buf[2048];
+} sk_logic_call_t;
+
+/** What the worker decided before the atomic step. */
+typedef struct st_sk_logic_pre_t {
+    int code;  /* 0 = let the script decide; else the script only stores and returns this code */
+    int allow; /* buy_rate.lua said yes (then token and ttl are set) */
+    char token[SK_LOGIC_TOKEN_MAX + 1];
+    int64_t ttl;
+} sk_logic_pre_t;
+
+/** Builds EVALSHA <sha> for the entry. `act` may be NULL when pre->code != 0. Returns 0, or -1 if it does not fit. */
+int sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_logic_entry_t *e, const sk_activity_t *act,
+                        const sk_logic_pre_t *pre);
+
+/* ---- stock_script.c ---- */
+
+/** The atomic step (Redis Lua 5.1). Returns {result_string, sold} (sold -1 when the step did not read it). */
+extern const char sk_logic_stock_lua[];
+/** Heartbeat: ZADD the node with Redis-clock ms, drop members older than ARGV[2] ms. Returns the Redis ms. */
+extern const char sk_logic_heartbeat_lua[];
+/** Queue upkeep: XTRIM MINID below the oldest pending (or last delivered) entry. Returns {pending, lag, xlen,
+ * trimmed}; -1 for what is unknown. */
+extern const char sk_logic_trim_lua[];
+/** Lower-case hex SHA1 of a script, as SCRIPT LOAD would answer. out needs 41 bytes. */
+void sk_logic_script_sha(const char *script, char *out);
+
+/* ---- the instance (logic_plugin.c creates it) ---- */
+
+enum {
+    SK_LOGIC_C_OK,
+    SK_LOGIC_C_NOT_FOUND,
+    SK_LOGIC_C_SOLD_OUT,
+    SK_LOGIC_C_TIMEOUT,
+    SK_LOGIC_C_DISABLED,
+    SK_LOGIC_C_NOT_SELECTED,
+    SK_LOGIC_C_ALREADY_BOUGHT,
+    SK_LOGIC_C_UNAVAILABLE,
+    SK_LOGIC_C_OTHER,
+    SK_LOGIC_C_N
+};
+
+typedef struct st_sk_logic_stats_t {
+    atomic_ullong decisions[SK_LOGIC_C_N];
+    atomic_ullong read, claimed, batches, malformed, redis_errors, script_errors, policy_errors, reloads, left_pending;
+    atomic_llong pending, lag, xlen, trimmed; /* from the control thread; -1 unknown */
+    atomic_llong heartbeat_redis_ms;          /* last heartbeat, Redis clock */
+    atomic_ullong heartbeats, heartbeat_errors;
+} sk_logic_stats_t;
+
+typedef struct st_sk_logic_hb_t sk_logic_hb_t;
+
+typedef struct st_sk_logic_t {
+    const sk_host_api_t *api;
+    sk_plugin_t *self;
+    const sk_config_t *conf;
+    unsigned nworkers;
+    char sha[41]; /* of sk_logic_stock_lua */
+    atomic_int stopping;
+    int64_t stop_deadline_ms; /* monotonic; set before `stopping` */
+    atomic_int busy;          /* workers with a read or a batch in flight */
+    atomic_int ready_workers; /* workers whose connection has the group and the script */
+    sk_logic_hb_t *hb;        /* owned by the control thread */
+    sk_logic_stats_t stats;
+} sk_logic_t;
+
+/** Monotonic ms, comparable across threads. */
+int64_t sk_logic_mono_ms(void);
+/** Index into stats.decisions for a result code. */
+int sk_logic_code_index(int code);
+
+/* ---- consumer.c: WORKER threads ---- */
+typedef struct st_sk_logic_worker_t sk_logic_worker_t;
+sk_logic_worker_t *sk_logic_worker_new(sk_logic_t *L, sk_thread_t *thr);
+void sk_logic_worker_free(sk_logic_worker_t *w);
+
+/* ---- heartbeat.c: the CONTROL thread ---- */
+sk_logic_hb_t *sk_logic_hb_new(sk_logic_t *L, sk_thread_t *thr);
+void sk_logic_hb_free(sk_logic_hb_t *hb);
+/** Control thread: removes this node from sk:logic:alive and stops heartbeating. */
+void sk_logic_hb_leave(sk_logic_hb_t *hb);
+
+/* ---- stats.c ---- */
+void sk_logic_status(sk_logic_t *L, cJSON *obj);
+void sk_logic_metrics(sk_logic_t *L, FILE *out);
+
+#endif

@@ -1,0 +1,999 @@
+"""Integration-test harness for SecKill (Python 3 stdlib only).
+
+Starts real redis-server, etcd and seckilld processes on free loopback ports, each in a temporary
+directory, and kills every one of them when the test process exits (normally, on failure, on
+SIGTERM/SIGINT, and -- through PR_SET_PDEATHSIG -- even when the test process itself is SIGKILLed
+by a CTest timeout).
+
+Quick use:
+
+    import harness
+    from harness import Redis, Etcd, Node, http, signed_params, DEV_SECRET
+
+    class KillTest(harness.TestCase):          # self.tmp / cls.tmp: a fresh dir per class
+        @classmethod
+        def setUpClass(cls):
+            super().setUpClass()
+            cls.redis = Redis(cls.tmp).start()
+            cls.etcd = Etcd(cls.tmp).start()
+            cls.node = Node(cls.tmp, cls.redis, cls.etcd).start()
+
+        def test_healthz(self):
+            st, hdr, body = http("GET", self.node.status + "/healthz")
+            self.assertEqual(st, 200)
+
+    if __name__ == "__main__":
+        harness.main()
+
+Paths: binaries come from $SK_BUILD_DIR (default <repo>/build), sources from $SK_SOURCE_DIR
+(default: the repo this file lives in). Node(asan=True) runs $SK_ASAN_BUILD_DIR/seckilld (default
+<SK_BUILD_DIR>-asan/seckilld) when it exists, and the normal binary otherwise.
+
+Environment knobs: SK_KEEP_TMP=1 keeps every temporary directory (they are kept anyway when a
+class had a failure); SK_TEST_TIMEOUT overrides the per-test timeout of harness.TestCase (seconds).
+"""
+
+import atexit
+import base64
+import contextlib
+import ctypes
+import fcntl
+import hashlib
+import hmac
+import http.client as httpclient
+import itertools
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.parse
+
+__all__ = [
+    "SOURCE_DIR", "BUILD_DIR", "DEV_SECRET", "DEV_TOKEN_SECRET", "tmpdir", "make_tmp", "free_port", "port_is_listening",
+    "Redis", "RedisError", "Etcd", "Node", "ProcessExited", "run_seckilld", "write_conf", "http", "user_key", "sign",
+    "signed_params", "wait_until", "TestCase", "main", "kill_all",
+]
+
+SOURCE_DIR = os.path.abspath(
+    os.environ.get("SK_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+BUILD_DIR = os.path.abspath(os.environ.get("SK_BUILD_DIR") or os.path.join(SOURCE_DIR, "build"))
+DEV_SECRET = "seckill-dev-secret-change-me"
+DEV_TOKEN_SECRET = "seckill-dev-token-secret-change-me"
+
+# ---------------------------------------------------------------------------------------------
+# Process bookkeeping: everything we start is registered here and killed at exit.
+# ---------------------------------------------------------------------------------------------
+
+_procs_lock = threading.Lock()
+_procs = []  # subprocess.Popen objects still possibly alive
+_spawned = [0]  # how many processes were spawned, so a test class can find the ones it started
+_PR_SET_PDEATHSIG = 1
+
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover
+    _libc = None
+
+
+def _pdeathsig_preexec():
+    # The child gets SIGKILL when the thread that forked it dies. Only used for children forked by
+    # the main thread: a child started from a helper thread would otherwise die with that thread.
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _spawn(argv, stdout_path, env=None, cwd=None):
+    """Popen with output to a file, registered for cleanup, dying with us when possible."""
+    out = open(stdout_path, "ab", buffering=0)
+    try:
+        main_thread = threading.current_thread() is threading.main_thread()
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                             start_new_session=True, preexec_fn=_pdeathsig_preexec if main_thread else None)
+    finally:
+        out.close()
+    with _procs_lock:
+        _spawned[0] += 1
+        p.sk_seq = _spawned[0]
+        _procs.append(p)
+    return p
+
+
+def _reap(p):
+    with _procs_lock:
+        if p in _procs:
+            _procs.remove(p)
+
+
+def _hard_kill(p):
+    if p is None or p.poll() is not None:
+        _reap(p)
+        return
+    with contextlib.suppress(ProcessLookupError):
+        p.send_signal(signal.SIGCONT)  # a SIGSTOPped process must not stay a zombie-to-be
+        p.kill()
+    with contextlib.suppress(Exception):
+        p.wait(timeout=10)
+    _reap(p)
+
+
+def kill_all():
+    """SIGKILL every process the harness started and that is still alive."""
+    with _procs_lock:
+        procs = list(_procs)
+    for p in procs:
+        _hard_kill(p)
+
+
+atexit.register(kill_all)
+
+
+def _on_fatal_signal(signum, frame):
+    kill_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    with contextlib.suppress(ValueError, OSError):  # not the main thread of the interpreter
+        signal.signal(_sig, _on_fatal_signal)
+
+# ---------------------------------------------------------------------------------------------
+# Temporary directories and ports
+# ---------------------------------------------------------------------------------------------
+
+
+def make_tmp(prefix="sk-test-"):
+    """A fresh temporary directory (not removed automatically)."""
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+@contextlib.contextmanager
+def tmpdir(prefix="sk-test-"):
+    """Context manager: a fresh temporary directory, removed at the end unless SK_KEEP_TMP=1."""
+    d = make_tmp(prefix)
+    try:
+        yield d
+    finally:
+        if not os.environ.get("SK_KEEP_TMP"):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+_port_lock_path = os.path.join(tempfile.gettempdir(), "sk-test-ports.lock")
+_port_lock_fd = None  # one fd for the life of the process: closing any fd of the file would drop our locks
+_ports_taken = set()
+_port_mu = threading.Lock()
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = f.read().split()
+            return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # No SO_REUSEADDR: a port with a TIME_WAIT socket is refused too, which is what we want.
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_port():
+    """A loopback TCP port that nothing listens on and that no other harness process has handed out.
+
+    Ports are drawn outside the kernel's ephemeral range, so an outgoing connection cannot grab one
+    between this check and the server's bind. Each port handed out is locked (one byte of a shared
+    lock file) for the life of this process, so concurrent test processes never collide; a port is
+    never handed out twice by one process, so a stopped server's port stays its own for restart().
+    """
+    global _port_lock_fd
+    lo, hi = _ephemeral_range()
+    ranges = [(r0, r1) for r0, r1 in ((15000, min(lo, 32768)), (max(hi + 1, 61000), 65000)) if r1 - r0 > 100]
+    ranges = ranges or [(15000, 32768)]
+    with _port_mu:
+        if _port_lock_fd is None:
+            _port_lock_fd = os.open(_port_lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        for _ in range(2000):
+            r0, r1 = random.choice(ranges)
+            port = random.randrange(r0, r1)
+            if port in _ports_taken:
+                continue
+            try:
+                # A POSIX record lock on byte <port> of one shared file, released when we exit.
+                fcntl.lockf(_port_lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+            except OSError:
+                continue
+            if not _bindable(port):
+                fcntl.lockf(_port_lock_fd, fcntl.LOCK_UN, 1, port)
+                continue
+            _ports_taken.add(port)
+            return port
+    # Fall back to the kernel's choice (bind 0) if the ranges are exhausted.
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def port_is_listening(port, host="127.0.0.1", timeout=0.5):
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Waiting
+# ---------------------------------------------------------------------------------------------
+
+
+class ProcessExited(RuntimeError):
+    """A process the harness started exited while we waited for it. wait_until lets it through at once."""
+
+
+def wait_until(pred, timeout=10.0, interval=0.05, msg=None):
+    """Call pred() until it returns a truthy value, and return that value.
+
+    Exceptions raised by pred count as "not yet", except ProcessExited, which is raised at once.
+    After `timeout` seconds, raise AssertionError naming msg (or pred) and the last exception seen.
+    """
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = pred()
+            if v:
+                return v
+        except ProcessExited:
+            raise
+        except Exception as e:  # noqa: BLE001 - a failing probe is "not yet"
+            last_exc = e
+        if time.monotonic() >= deadline:
+            what = msg or getattr(pred, "__name__", repr(pred))
+            extra = " (last error: %r)" % (last_exc, ) if last_exc is not None else ""
+            raise AssertionError("timed out after %.1fs waiting for %s%s" % (timeout, what, extra))
+        time.sleep(interval)
+
+
+def _tail(path, n=60):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        return "\n".join(lines[-n:])
+    except OSError as e:
+        return "(no %s: %s)" % (path, e)
+
+
+class _Server:
+    """Common process control: start/stop/kill/pause/resume of one child."""
+
+    name = "server"
+    proc = None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc is not None else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def pause(self):
+        """SIGSTOP the process (it keeps its sockets; connects still succeed, nothing answers)."""
+        assert self.alive(), "%s is not running" % self.name
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        """SIGCONT the process."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self, timeout=10):
+        """SIGTERM, wait; SIGKILL if it did not exit in time. Returns the exit code."""
+        p = self.proc
+        if p is None:
+            return None
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGCONT)
+                p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _hard_kill(p)
+        _reap(p)
+        return p.returncode
+
+    def kill(self):
+        """SIGKILL and wait."""
+        _hard_kill(self.proc)
+        return self.proc.returncode if self.proc is not None else None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis
+# ---------------------------------------------------------------------------------------------
+
+
+class RedisError(Exception):
+    pass
+
+
+def _resp_encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif not isinstance(a, bytes):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class _RespReader:
+
+    def __init__(self, sock):
+        self.f = sock.makefile("rb")
+
+    def _line(self):
+        line = self.f.readline()
+        if not line:
+            raise ConnectionError("redis closed the connection")
+        return line[:-2]
+
+    def read(self):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            return RedisError(rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.f.read(n + 2)
+            return data[:-2].decode("utf-8", "replace")
+        if t == b"*":
+            n = int(rest)
+            if n < 0:
+                return None
+            return [self.read() for _ in range(n)]
+        raise RedisError("bad RESP type %r" % t)
+
+
+class Redis(_Server):
+    """A private redis-server on a free loopback port, AOF on, data under tmp/redis-<port>."""
+
+    name = "redis"
+
+    def __init__(self, tmp, password=None, appendfsync="always", port=None, extra_args=()):
+        self.tmp = tmp
+        self.password = password
+        self.appendfsync = appendfsync
+        self.port = port or free_port()
+        self.extra_args = list(extra_args)
+        self._set_dirs()
+
+    def _set_dirs(self):
+        self.dir = os.path.join(self.tmp, "redis-%d" % self.port)
+        self.logfile = os.path.join(self.dir, "redis.log")
+        self.outfile = os.path.join(self.dir, "redis.out")
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    def _argv(self):
+        argv = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--daemonize", "no",
+            "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "", "--logfile", self.logfile,
+            "--protected-mode", "yes"
+        ]
+        if self.password:
+            argv += ["--requirepass", self.password]
+        return argv + self.extra_args
+
+    def start(self, timeout=15):
+        """Start and wait until PING answers. Returns self. A lost port race on the first start picks
+        a new port; a start after stop()/kill() reuses the port and the data (like restart())."""
+        if self.alive():
+            return self
+        first = self.proc is None
+        for attempt in range(3):
+            os.makedirs(self.dir, exist_ok=True)
+            self.proc = _spawn(self._argv(), self.outfile)
+            try:
+                wait_until(lambda: self._ping_or_die(), timeout=timeout, interval=0.02, msg="redis PING")
+                return self
+            except ProcessExited:
+                # Only a first start may move to another port; a start after stop() keeps its port and data.
+                if attempt == 2 or not first or "Address already in use" not in _tail(self.logfile):
+                    raise
+                self.port = free_port()
+                self._set_dirs()
+        return self
+
+    def restart(self, timeout=15):
+        """Stop (SIGTERM) if running, then start again on the same port with the same data dir."""
+        self.stop()
+        self.proc = _spawn(self._argv(), self.outfile)
+        wait_until(lambda: self._ping_or_die(), timeout=timeout, interval=0.02, msg="redis PING after restart")
+        return self
+
+    def _ping_or_die(self):
+        if self.proc.poll() is not None:
+            raise ProcessExited("redis-server exited with %s:\n%s\n%s" %
+                               (self.proc.returncode, _tail(self.logfile), _tail(self.outfile)))
+        try:
+            return self.call("PING", timeout=1) == "PONG"
+        except (OSError, RedisError):
+            return False
+
+    def call(self, *args, timeout=5):
+        """One command over a fresh connection; returns the parsed reply, raises RedisError on an error reply."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            payload = b""
+            if self.password:
+                payload += _resp_encode(["AUTH", self.password])
+            payload += _resp_encode(args)
+            s.sendall(payload)
+            r = _RespReader(s)
+            if self.password:
+                v = r.read()
+                if isinstance(v, RedisError):
+                    raise v
+            v = r.read()
+            if isinstance(v, RedisError):
+                raise v
+            return v
+
+    def cli(self, *args, input=None, timeout=30):
+        """Run redis-cli against this server; returns stdout without the trailing newline."""
+        argv = ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port)]
+        if self.password:
+            argv += ["-a", self.password, "--no-auth-warning"]
+        argv += [str(a) for a in args]
+        r = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError("redis-cli %s failed (%d): %s" % (" ".join(map(str, args)), r.returncode, r.stderr))
+        return r.stdout.rstrip("\n")
+
+    def flushall(self):
+        return self.call("FLUSHALL")
+
+    def log_text(self):
+        try:
+            with open(self.logfile, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# etcd
+# ---------------------------------------------------------------------------------------------
+
+
+class Etcd(_Server):
+    """A private single-member etcd on free loopback ports, data under tmp/etcd-<port>."""
+
+    name = "etcd"
+
+    def __init__(self, tmp, port=None, peer_port=None, progress_interval="1s", extra_args=()):
+        self.tmp = tmp
+        self.port = port or free_port()
+        self.peer_port = peer_port or free_port()
+        self.progress_interval = progress_interval
+        self.extra_args = list(extra_args)
+        self._set_dirs()
+
+    def _set_dirs(self):
+        self.dir = os.path.join(self.tmp, "etcd-%d" % self.port)
+        self.outfile = os.path.join(self.tmp, "etcd-%d.log" % self.port)
+
+    @property
+    def endpoint(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def _argv(self):
+        peer = "http://127.0.0.1:%d" % self.peer_port
+        return [
+            "etcd", "--name", "sk", "--data-dir", self.dir, "--listen-client-urls", self.endpoint,
+            "--advertise-client-urls", self.endpoint, "--listen-peer-urls", peer, "--initial-advertise-peer-urls",
+            peer, "--initial-cluster", "sk=" + peer, "--initial-cluster-state", "new",
+            "--experimental-watch-progress-notify-interval=" + self.progress_interval, "--logger", "zap",
+            "--log-outputs", "stderr", "--log-level", "warn"
+        ] + self.extra_args
+
+    def _healthy_or_die(self):
+        if self.proc.poll() is not None:
+            raise ProcessExited("etcd exited with %s:\n%s" % (self.proc.returncode, _tail(self.outfile)))
+        conn = httpclient.HTTPConnection("127.0.0.1", self.port, timeout=1)
+        try:
+            conn.request("GET", "/health")
+            return json.loads(conn.getresponse().read()).get("health") == "true"
+        except (OSError, ValueError, httpclient.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    def start(self, timeout=20):
+        """Start and wait until /health says true. Returns self. A lost port race on the first start
+        picks new ports; a start after stop()/kill() reuses the ports and the data."""
+        if self.alive():
+            return self
+        first = self.proc is None
+        for attempt in range(3):
+            self.proc = _spawn(self._argv(), self.outfile)
+            try:
+                wait_until(self._healthy_or_die, timeout=timeout, interval=0.05, msg="etcd /health")
+                return self
+            except ProcessExited:
+                if attempt == 2 or not first or "address already in use" not in _tail(self.outfile).lower():
+                    raise
+                shutil.rmtree(self.dir, ignore_errors=True)
+                self.port, self.peer_port = free_port(), free_port()
+                self._set_dirs()
+        return self
+
+    def restart(self, timeout=20):
+        """Stop (SIGTERM) if running, then start again with the same ports and data dir."""
+        self.stop()
+        self.proc = _spawn(self._argv(), self.outfile)
+        wait_until(self._healthy_or_die, timeout=timeout, interval=0.05, msg="etcd /health after restart")
+        return self
+
+    def ctl(self, *args, input=None, timeout=30, check=True):
+        """Run `ETCDCTL_API=3 etcdctl --endpoints=... args`; returns stdout without the trailing newline."""
+        env = dict(os.environ, ETCDCTL_API="3")
+        argv = ["etcdctl", "--endpoints=" + self.endpoint, "--dial-timeout=3s", "--command-timeout=10s"]
+        argv += [str(a) for a in args]
+        r = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, env=env)
+        if check and r.returncode != 0:
+            raise RuntimeError("etcdctl %s failed (%d): %s" % (" ".join(map(str, args)), r.returncode, r.stderr))
+        return r.stdout.rstrip("\n")
+
+    cli = ctl
+
+    # Fast key access through the JSON gateway (no subprocess).
+    def _gw(self, path, obj, timeout=5):
+        conn = httpclient.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("POST", "/v3/" + path, body=json.dumps(obj), headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = json.loads(resp.read() or b"{}")
+            if resp.status != 200:
+                raise RuntimeError("etcd %s: %s %s" % (path, resp.status, data))
+            return data
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _b64(s):
+        return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+    def put(self, key, value):
+        """Put a key; returns the new revision (int)."""
+        return int(self._gw("kv/put", {"key": self._b64(key), "value": self._b64(value)})["header"]["revision"])
+
+    def get(self, key):
+        """The value of key as str, or None."""
+        kvs = self._gw("kv/range", {"key": self._b64(key)}).get("kvs") or []
+        return base64.b64decode(kvs[0].get("value", "")).decode("utf-8", "replace") if kvs else None
+
+    def get_prefix(self, prefix):
+        """{key: value} of every key under prefix."""
+        end = bytearray(prefix.encode())
+        end[-1] += 1
+        kvs = self._gw("kv/range", {"key": self._b64(prefix), "range_end": self._b64(bytes(end))}).get("kvs") or []
+        return {
+            base64.b64decode(kv["key"]).decode("utf-8", "replace"):
+            base64.b64decode(kv.get("value", "")).decode("utf-8", "replace")
+            for kv in kvs
+        }
+
+    def delete(self, key):
+        """Delete a key; returns how many keys were deleted."""
+        return int(self._gw("kv/deleterange", {"key": self._b64(key)}).get("deleted", "0"))
+
+    def log_text(self):
+        try:
+            with open(self.outfile, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# seckilld
+# ---------------------------------------------------------------------------------------------
+
+
+def _binary(asan=False):
+    if asan:
+        d = os.environ.get("SK_ASAN_BUILD_DIR") or (BUILD_DIR.rstrip("/") + "-asan")
+        b = os.path.join(d, "seckilld")
+        if os.access(b, os.X_OK):
+            return b
+    return os.path.join(BUILD_DIR, "seckilld")
+
+
+def _child_env(env=None, asan=False):
+    e = dict(os.environ)
+    if asan:
+        e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")
+        e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    if env:
+        e.update(env)
+    return e
+
+
+def run_seckilld(args, timeout=30, env=None, input=None, asan=False, cwd=None):
+    """Run seckilld with args (e.g. ["-c", path, "--check"]) to completion: returns (rc, stdout, stderr)."""
+    argv = [_binary(asan)] + [str(a) for a in args]
+    r = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, env=_child_env(env, asan),
+                       cwd=cwd)
+    return r.returncode, r.stdout, r.stderr
+
+
+_node_seq = itertools.count(1)
+
+
+def write_conf(path, conf):
+    """Write a seckilld config file (`key = value` lines); None values are left out."""
+    with open(path, "w") as f:
+        f.write("# written by tests/integration/harness.py\n")
+        for k, v in conf.items():
+            if v is None:
+                continue
+            f.write("%s = %s\n" % (k, v))
+
+
+class Node(_Server):
+    """One seckilld process with its own config file, free ports, SQLite file and log file in tmp."""
+
+    name = "seckilld"
+
+    def __init__(self, tmp, redis, etcd, plugins="access,logic,admin", conf=None, name=None, asan=False, env=None):
+        seq = next(_node_seq)
+        self.tmp = tmp
+        self.redis = redis
+        self.etcd = etcd
+        self.name = name or "node%d" % seq
+        self.asan = asan
+        self.env = env
+        self.binary = _binary(asan)
+        self.conf_path = os.path.join(tmp, self.name + ".conf")
+        self.outfile = os.path.join(tmp, self.name + ".out")
+        self.proc = None
+        redis_addr = redis.addr if redis is not None else "127.0.0.1:%d" % free_port()
+        etcd_ep = etcd.endpoint if etcd is not None else "http://127.0.0.1:%d" % free_port()
+        self.conf = {
+            "plugins": plugins,
+            "node_id": "%s-%d-%d" % (self.name, os.getpid(), seq),
+            "threads": 2,
+            "access.listen": "127.0.0.1:%d" % free_port(),
+            "admin.listen": "127.0.0.1:%d" % free_port(),
+            "status.listen": "127.0.0.1:%d" % free_port(),
+            "redis.addr": redis_addr,
+            "redis.password": redis.password if redis is not None and redis.password else None,
+            "etcd.endpoints": etcd_ep,
+            "admin.db": os.path.join(tmp, self.name + ".db"),
+            "policies.dir": os.path.join(SOURCE_DIR, "policies"),
+            "plugin_dir": os.path.join(os.path.dirname(self.binary), "plugins"),
+            "log.file": os.path.join(tmp, self.name + ".log"),
+            "log.level": "info",
+        }
+        if conf:
+            self.conf.update(conf)
+
+    # URLs -------------------------------------------------------------------------------------
+    @staticmethod
+    def _url(listen):
+        return "http://" + str(listen)
+
+    @property
+    def access(self):
+        return self._url(self.conf["access.listen"])
+
+    @property
+    def admin(self):
+        return self._url(self.conf["admin.listen"])
+
+    @property
+    def status(self):
+        return self._url(self.conf["status.listen"])
+
+    @property
+    def node_id(self):
+        return self.conf["node_id"]
+
+    @property
+    def logfile(self):
+        return self.conf.get("log.file") or self.outfile
+
+    # Lifecycle --------------------------------------------------------------------------------
+    def write_conf(self):
+        write_conf(self.conf_path, self.conf)
+        return self.conf_path
+
+    def start(self, wait=True, timeout=20, args=()):
+        """Write the config and start seckilld. With wait, wait until GET /healthz on the status
+        listener answers at all (200 or 503), and raise with the log tail on failure or early exit."""
+        if not os.access(self.binary, os.X_OK):
+            raise RuntimeError("no seckilld binary at %s (build first, or set SK_BUILD_DIR)" % self.binary)
+        self.write_conf()
+        self.proc = _spawn([self.binary, "-c", self.conf_path] + [str(a) for a in args], self.outfile,
+                           env=_child_env(self.env, self.asan))
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=20):
+        def answered():
+            if self.proc.poll() is not None:
+                raise ProcessExited("seckilld %s exited early with %s\n%s" % (self.name, self.proc.returncode,
+                                                                             self.tail()))
+            try:
+                st, _, _ = http("GET", self.status + "/healthz", timeout=1)
+                return st in (200, 503)
+            except (OSError, httpclient.HTTPException):
+                return False
+
+        try:
+            wait_until(answered, timeout=timeout, interval=0.05, msg="seckilld %s /healthz" % self.name)
+        except AssertionError as e:
+            raise RuntimeError("%s\n%s" % (e, self.tail())) from None
+        return self
+
+    def restart(self, wait=True, timeout=20):
+        """Stop (SIGTERM) then start again with the same config (and so the same ports and node_id)."""
+        self.stop()
+        return self.start(wait=wait, timeout=timeout)
+
+    def stop(self, timeout=10):
+        """SIGTERM and wait up to timeout; returns the exit code. A process that does not exit is
+        SIGKILLed and AssertionError is raised."""
+        p = self.proc
+        if p is None:
+            return None
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGCONT)
+                p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _hard_kill(p)
+                raise AssertionError("seckilld %s did not exit within %ss of SIGTERM\n%s" %
+                                     (self.name, timeout, self.tail()))
+        _reap(p)
+        return p.returncode
+
+    # Logs -------------------------------------------------------------------------------------
+    def log_text(self):
+        """The log file followed by the process' stdout/stderr (where ASan/UBSan reports land)."""
+        parts = []
+        for path in dict.fromkeys([self.conf.get("log.file"), self.outfile]):
+            if path:
+                with contextlib.suppress(OSError), open(path, encoding="utf-8", errors="replace") as f:
+                    parts.append(f.read())
+        return "\n".join(parts)
+
+    def tail(self, n=40):
+        out = []
+        if self.conf.get("log.file"):
+            out.append("--- %s (log.file) ---\n%s" % (self.name, _tail(self.conf["log.file"], n)))
+        out.append("--- %s (stdout/stderr) ---\n%s" % (self.name, _tail(self.outfile, n)))
+        return "\n".join(out)
+
+    def sanitizer_report(self):
+        """The text of an ASan/UBSan/LSan report in the output, or None."""
+        text = _tail(self.outfile, 400)
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            i = text.find(marker)
+            if i >= 0:
+                return text[max(0, i - 200):]
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+# ---------------------------------------------------------------------------------------------
+
+
+def http(method, url, body=None, headers=None, timeout=5, params=None):
+    """One HTTP/1.1 request on a fresh connection. Returns (status, headers, parsed) where headers
+    is a dict with lowercase names (repeated headers joined with ", ") and parsed is the JSON value
+    of the body when it parses, else the raw bytes.
+
+    body: dict (sent form-encoded), str or bytes. params: dict appended to the query string.
+    Never raises on an HTTP error status; raises OSError/HTTPException on connection errors.
+    """
+    u = urllib.parse.urlsplit(url)
+    path = u.path or "/"
+    query = u.query
+    if params:
+        extra = urllib.parse.urlencode(params)
+        query = query + "&" + extra if query else extra
+    if query:
+        path += "?" + query
+    hdrs = dict(headers or {})
+    lower = {k.lower() for k in hdrs}
+    data = None
+    if isinstance(body, dict):
+        data = urllib.parse.urlencode(body).encode()
+        if "content-type" not in lower:
+            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+    elif isinstance(body, str):
+        data = body.encode()
+    elif body is not None:
+        data = bytes(body)
+    conn = httpclient.HTTPConnection(u.hostname, u.port or 80, timeout=timeout)
+    try:
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        raw = resp.read()
+        out_headers = {}
+        for k, v in resp.getheaders():
+            k = k.lower()
+            out_headers[k] = out_headers[k] + ", " + v if k in out_headers else v
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = raw
+        return resp.status, out_headers, parsed
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures (SPEC §4)
+# ---------------------------------------------------------------------------------------------
+
+
+def user_key(secret, uid):
+    """hex(HMAC-SHA256(secret, "user:" + uid))."""
+    return hmac.new(secret.encode(), ("user:%d" % int(uid)).encode(), hashlib.sha256).hexdigest()
+
+
+def sign(secret, scope, uid, pid, t, nance):
+    """auth_code = hex(HMAC-SHA256(user_key, scope:uid:pid:t:nance)), user_key as its hex text."""
+    msg = "%s:%d:%d:%d:%s" % (scope, int(uid), int(pid), int(t), nance)
+    return hmac.new(user_key(secret, uid).encode(), msg.encode(), hashlib.sha256).hexdigest()
+
+
+def signed_params(secret, scope, uid, pid, t=None, nance=None):
+    """The query params of a signed /sec/kill (scope "kill") or /sec/result (scope "result")
+    request, with the current time and a fresh random nance unless given."""
+    t = int(time.time()) if t is None else int(t)
+    nance = nance or secrets.token_hex(8)
+    return {
+        "product_id": str(pid),
+        "user_id": str(uid),
+        "time": str(t),
+        "nance": nance,
+        "auth_code": sign(secret, scope, uid, pid, t, nance),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# unittest glue
+# ---------------------------------------------------------------------------------------------
+
+
+class _TestTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _TestTimeout("test exceeded its timeout (harness.TestCase.test_timeout)")
+
+
+class TestCase(unittest.TestCase):
+    """A TestCase whose class gets a fresh temporary directory `tmp`, whose processes (started
+    during the class) are killed in tearDownClass, and whose tests each fail after `test_timeout`
+    seconds instead of hanging. The directory is kept when a test failed (path printed)."""
+
+    test_timeout = float(os.environ.get("SK_TEST_TIMEOUT", "120"))
+    tmp = None
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.tmp = make_tmp("sk-%s-" % cls.__name__)
+        with _procs_lock:
+            cls._spawn_mark = _spawned[0]
+        cls._failed = False
+
+    @classmethod
+    def tearDownClass(cls):
+        mark = cls.__dict__.get("_spawn_mark")
+        with _procs_lock:
+            mine = [p for p in _procs if mark is not None and p.sk_seq > mark]
+        for p in mine:
+            with contextlib.suppress(Exception):
+                if p.poll() is None:
+                    p.send_signal(signal.SIGCONT)
+                    p.terminate()
+                    p.wait(timeout=5)
+            _hard_kill(p)
+        if cls.tmp:
+            if cls.__dict__.get("_failed") or os.environ.get("SK_KEEP_TMP"):
+                sys.stderr.write("harness: kept %s\n" % cls.tmp)
+            else:
+                shutil.rmtree(cls.tmp, ignore_errors=True)
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        if self.test_timeout and threading.current_thread() is threading.main_thread():
+            self._old_alarm = signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, self.test_timeout)
+
+    def tearDown(self):
+        if self.test_timeout and threading.current_thread() is threading.main_thread():
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._old_alarm)
+        super().tearDown()
+
+    def run(self, result=None):
+        result = result if result is not None else self.defaultTestResult()
+        before = len(result.failures) + len(result.errors)
+        out = super().run(result)
+        if len(result.failures) + len(result.errors) > before:
+            type(self)._failed = True
+        return out
+
+
+def main():
+    """Run the tests of __main__ with verbosity 2; exit 1 on any failure, after killing every child."""
+    prog = unittest.main(module="__main__", verbosity=2, exit=False, buffer=False)
+    ok = prog.result.wasSuccessful()
+    kill_all()
+    if not ok:
+        sys.stderr.write("harness: FAILED (%d failures, %d errors)\n" % (len(prog.result.failures),
+                                                                        len(prog.result.errors)))
+    sys.exit(0 if ok else 1)
+
+
+def _dump_children_on_exit():
+    # Not registered by default; handy when debugging a hang: SK_DEBUG_PROCS=1.
+    with _procs_lock:
+        for p in _procs:
+            sys.stderr.write("harness: still tracked pid %d %s\n" % (p.pid, p.args[:3]))
+
+
+if os.environ.get("SK_DEBUG_PROCS"):
+    atexit.register(_dump_children_on_exit)
+

@@ -1,0 +1,277 @@
+/*
+ * The logic layer's pure parts: queue entries, stored results, reply messages, the snapshot pre-check and the
+ * EVALSHA call.
+ */
+#include "sk_test.h"
+#include "logic/logic.h"
+
+#define NF(a) (sizeof(a) / sizeof(a[0]))
+
+static const char *const good_fv[] = {"id",  "n1:0:42", "reply", "sk:reply:n1:0", "aid", "7",          "pid",      "3",
+                                      "uid", "1001",    "ip",    "10.0.0.1",      "now", "1700000000", "deadline", "1700000003000"};
+
+static void
+lens(const char *const *fv, size_t n, size_t *out)
+{
+    for (size_t i = 0; i < n; ++i)
+        out[i] = strlen(fv[i]);
+}
+
+static void
+test_entry_ok(void)
+{
+    size_t fl[NF(good_fv)];
+    lens(good_fv, NF(good_fv), fl);
+    sk_logic_entry_t e;
+    char err[64] = "";
+    ASSERT_EQ(sk_logic_entry_parse(&e, "1700000000123-5", 15, good_fv, fl, NF(good_fv), err, sizeof(err)), 0);
+    ASSERT_STREQ(e.sid, "1700000000123-5");
+    ASSERT_EQ(e.sid_ms, 1700000000123LL);
+    ASSERT_STREQ(e.id, "n1:0:42");
+    ASSERT_STREQ(e.reply, "sk:reply:n1:0");
+    ASSERT_EQ(e.aid, 7);
+    ASSERT_EQ(e.pid, 3);
+    ASSERT_EQ(e.uid, 1001);
+    ASSERT_STREQ(e.ip, "10.0.0.1");
+    ASSERT_EQ(e.now, 1700000000);
+    ASSERT_EQ(e.deadline, 1700000003000LL);
+}
+
+static void
+test_entry_extra_field_tolerated(void)
+{
+    const char *fv[NF(good_fv) + 2];
+    for (size_t i = 0; i < NF(good_fv); ++i)
+        fv[i] = good_fv[i];
+    fv[NF(good_fv)] = "src";
+    fv[NF(good_fv) + 1] = "app";
+    size_t fl[NF(fv)];
+    lens(fv, NF(fv), fl);
+    sk_logic_entry_t e;
+    ASSERT_EQ(sk_logic_entry_parse(&e, "1-0", 3, fv, fl, NF(fv), NULL, 0), 0);
+    ASSERT_EQ(e.uid, 1001);
+}
+
+static void
+test_entry_bad_field_keeps_route(void)
+{
+    const char *fv[NF(good_fv)];
+    for (size_t i = 0; i < NF(good_fv); ++i)
+        fv[i] = good_fv[i];
+    fv[9] = "12x"; /* uid */
+    size_t fl[NF(fv)];
+    lens(fv, NF(fv), fl);
+    sk_logic_entry_t e;
+    char err[64] = "";
+    ASSERT_EQ(sk_logic_entry_parse(&e, "5-1", 3, fv, fl, NF(fv), err, sizeof(err)), -1);
+    ASSERT_STREQ(err, "bad field uid");
+    /* still answerable, and still acknowledgeable */
+    ASSERT_STREQ(e.id, "n1:0:42");
+    ASSERT_STREQ(e.reply, "sk:reply:n1:0");
+    ASSERT_STREQ(e.sid, "5-1");
+}
+
+static void
+test_entry_missing_and_hostile(void)
+{
+    size_t fl[NF(good_fv)];
+    lens(good_fv, NF(good_fv), fl);
+    sk_logic_entry_t e;
+    char err[64] = "";
+    /* drop the last pair (deadline) */
+    ASSERT_EQ(sk_logic_entry_parse(&e, "5-1", 3, good_fv, fl, NF(good_fv) - 2, err, sizeof(err)), -1);
+    ASSERT_STREQ(err, "missing field deadline");
+    ASSERT_STREQ(e.id, "n1:0:42");
+
+    /* a deleted entry: no fields at all; the stream id is still usable for XACK */
+    ASSERT_EQ(sk_logic_entry_parse(&e, "9-9", 3, NULL, NULL, 0, err, sizeof(err)), -1);
+    ASSERT_STREQ(e.sid, "9-9");
+    ASSERT_EQ(e.id[0], '\0');
+
+    /* a space in the id would break the reply message; a missing reply leaves nothing to answer on */
+    const char *fv[NF(good_fv)];
+    for (size_t i = 0; i < NF(good_fv); ++i)
+        fv[i] = good_fv[i];
+    fv[1] = "a b";
+    size_t fl2[NF(fv)];
+    lens(fv, NF(fv), fl2);
+    ASSERT_EQ(sk_logic_entry_parse(&e, "5-1", 3, fv, fl2, NF(fv), err, sizeof(err)), -1);
+    ASSERT_STREQ(err, "bad field id");
+    ASSERT_EQ(e.id[0], '\0');
+    ASSERT_EQ(e.reply[0], '\0');
+
+    /* overlong id, negative or overflowing numbers, bad stream id */
+    char longid[300];
+    memset(longid, 'x', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    fv[1] = longid;
+    lens(fv, NF(fv), fl2);
+    ASSERT_EQ(sk_logic_entry_parse(&e, "5-1", 3, fv, fl2, NF(fv), err, sizeof(err)), -1);
+    fv[1] = good_fv[1];
+    fv[5] = "-7";
+    lens(fv, NF(fv), fl2);
+    ASSERT_EQ(sk_logic_entry_parse(&e, "5-1", 3, fv, fl2, NF(fv), err, sizeof(err)), -1);
+    ASSERT_STREQ(err, "bad field aid");
+    fv[5] = "99999999999999999999";
+    lens(fv, NF(fv), fl2);
+    ASSERT_EQ(sk_logic_entry_parse(&e, "5-1", 3, fv, fl2, NF(fv), err, sizeof(err)), -1);
+    fv[5] = "0";
+    lens(fv, NF(fv), fl2);
+    ASSERT_EQ(sk_logic_entry_parse(&e, "5-1", 3, fv, fl2, NF(fv), err, sizeof(err)), -1);
+    ASSERT_EQ(sk_logic_entry_parse(&e, "51", 2, good_fv, fl, NF(good_fv), err, sizeof(err)), -1);
+    ASSERT_STREQ(err, "bad stream id");
+    /* an odd count ignores the dangling field name */
+    ASSERT_EQ(sk_logic_entry_parse(&e, "5-1", 3, good_fv, fl, NF(good_fv) - 1, err, sizeof(err)), -1);
+}
+
+static void
+test_result_roundtrip(void)
+{
+    sk_logic_result_t r;
+    const char *s = "0 abcdef0123456789abcdef 1700001800";
+    ASSERT_EQ(sk_logic_result_parse(&r, s, strlen(s)), 0);
+    ASSERT_EQ(r.code, 0);
+    ASSERT_STREQ(r.token, "abcdef0123456789abcdef");
+    ASSERT_EQ(r.expires_at, 1700001800);
+    char buf[256];
+    int n = sk_logic_reply_format(buf, sizeof(buf), "n1:0:42", &r);
+    ASSERT_STREQ(buf, "n1:0:42 0 abcdef0123456789abcdef 1700001800");
+    ASSERT_EQ(n, (int)strlen(buf));
+    ASSERT_EQ(sk_logic_reply_format(buf, 10, "n1:0:42", &r), -1);
+
+    s = "1007 - 0";
+    ASSERT_EQ(sk_logic_result_parse(&r, s, strlen(s)), 0);
+    ASSERT_EQ(r.code, 1007);
+    ASSERT_STREQ(r.token, "-");
+    sk_logic_result_set(&r, 1009);
+    sk_logic_reply_format(buf, sizeof(buf), "x", &r);
+    ASSERT_STREQ(buf, "x 1009 - 0");
+
+    ASSERT_EQ(sk_logic_result_parse(&r, "1007", 4), -1);
+    ASSERT_EQ(sk_logic_result_parse(&r, "1007 -", 6), -1);
+    ASSERT_EQ(sk_logic_result_parse(&r, "x - 0", 5), -1);
+    ASSERT_EQ(sk_logic_result_parse(&r, "1007  0", 7), -1);
+    ASSERT_EQ(sk_logic_result_parse(&r, "1007 - 0x", 9), -1);
+}
+
+static void
+test_token_ok(void)
+{
+    ASSERT(sk_logic_token_ok("0123456789abcdef"));
+    ASSERT(!sk_logic_token_ok("0123456789abcde"));
+    ASSERT(!sk_logic_token_ok("0123456789 abcdef"));
+    ASSERT(!sk_logic_token_ok("0123456789abcdef\n"));
+    char big[200];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    ASSERT(!sk_logic_token_ok(big));
+    big[128] = '\0';
+    ASSERT(sk_logic_token_ok(big));
+}
+
+static void
+test_precheck(void)
+{
+    sk_activity_t acts[3];
+    memset(acts, 0, sizeof(acts));
+    acts[0] = (sk_activity_t){.activity_id = 7, .product_id = 3, .status = 1, .total = 500, .buy_limit = 2};
+    acts[1] = (sk_activity_t){.activity_id = 8, .product_id = 3, .status = 0, .total = 5, .buy_limit = 1};
+    acts[2] = (sk_activity_t){.activity_id = 9, .product_id = 4, .status = 1, .total = 5, .buy_limit = 1};
+    sk_snapshot_t snap = {.nactivities = 3, .activities = acts};
+    sk_logic_entry_t e = {.aid = 7, .pid = 3, .uid = 1};
+    const sk_activity_t *a;
+    ASSERT_EQ(sk_logic_precheck(&snap, &e, &a), 0);
+    ASSERT(a == &acts[0]);
+    e.aid = 8;
+    ASSERT_EQ(sk_logic_precheck(&snap, &e, &a), SK_E_DISABLED);
+    ASSERT(a == NULL);
+    e.aid = 9; /* exists, but for another product */
+    ASSERT_EQ(sk_logic_precheck(&snap, &e, &a), SK_E_NOT_FOUND);
+    e.aid = 10;
+    ASSERT_EQ(sk_logic_precheck(&snap, &e, &a), SK_E_NOT_FOUND);
+    sk_snapshot_t empty = {0};
+    e.aid = 7;
+    ASSERT_EQ(sk_logic_precheck(&empty, &e, &a), SK_E_NOT_FOUND);
+}
+
+static int
+argis(const sk_logic_call_t *c, int i, const char *want)
+{
+    return c->argvlen[i] == strlen(want) && memcmp(c->argv[i], want, c->argvlen[i]) == 0;
+}
+
+static void
+test_call_build(void)
+{
+    sk_activity_t act = {.activity_id = 7, .product_id = 3, .status = 1, .total = 500, .buy_limit = 2, .speed = 10};
+    sk_logic_entry_t e = {.aid = 7, .pid = 3, .uid = 1001, .deadline = 1700000003000LL, .sid_ms = 1700000000123LL};
+    strcpy(e.id, "n1:0:42");
+    sk_logic_pre_t pre = {.code = 0, .allow = 1, .ttl = 1800};
+    strcpy(pre.token, "tok0123456789abcdef");
+    sk_logic_call_t c;
+    ASSERT_EQ(sk_logic_call_build(&c, "0123456789012345678901234567890123456789", &e, &act, &pre), 0);
+    ASSERT_EQ(c.argc, SK_LOGIC_CALL_ARGC);
+    ASSERT(argis(&c, 0, "EVALSHA"));
+    ASSERT(argis(&c, 2, "7"));
+    ASSERT(argis(&c, 3, "sk:{a7}:req:n1:0:42"));
+    ASSERT(argis(&c, 4, "sk:{a7}:total"));
+    ASSERT(argis(&c, 5, "sk:{a7}:sold"));
+    ASSERT(argis(&c, 6, "sk:{a7}:users"));
+    ASSERT(argis(&c, 7, "sk:{a7}:tok:tok0123456789abcdef"));
+    ASSERT(argis(&c, 8, "sk:{a7}:u:1001"));
+    ASSERT(argis(&c, 9, "sk:{a7}:wins"));
+    ASSERT(argis(&c, 10, "1700000003000"));
+    ASSERT(argis(&c, 11, "1700000000123"));
+    ASSERT(argis(&c, 12, "0"));
+    ASSERT(argis(&c, 13, "1"));
+    ASSERT(argis(&c, 14, "tok0123456789abcdef"));
+    ASSERT(argis(&c, 15, "1800"));
+    ASSERT(argis(&c, 16, "1001"));
+    ASSERT(argis(&c, 17, "3"));
+    ASSERT(argis(&c, 18, "7"));
+    ASSERT(argis(&c, 19, "2"));
+    ASSERT(argis(&c, 20, "10"));
+    ASSERT(argis(&c, 21, "500"));
+    ASSERT(argis(&c, 22, "sk:{a7}:sec:"));
+
+    /* a pre-decided code carries no token even if one was issued */
+    pre.code = SK_E_DISABLED;
+    ASSERT_EQ(sk_logic_call_build(&c, "sha", &e, NULL, &pre), 0);
+    ASSERT(argis(&c, 7, "sk:{a7}:tok:-"));
+    ASSERT(argis(&c, 12, "1009"));
+    ASSERT(argis(&c, 13, "0"));
+    ASSERT(argis(&c, 14, "-"));
+    ASSERT(argis(&c, 15, "0"));
+    /* a decision for the script needs the activity */
+    pre.code = 0;
+    ASSERT_EQ(sk_logic_call_build(&c, "sha", &e, NULL, &pre), -1);
+}
+
+static void
+test_code_index_and_sha(void)
+{
+    ASSERT_EQ(sk_logic_code_index(0), SK_LOGIC_C_OK);
+    ASSERT_EQ(sk_logic_code_index(1007), SK_LOGIC_C_SOLD_OUT);
+    ASSERT_EQ(sk_logic_code_index(1013), SK_LOGIC_C_UNAVAILABLE);
+    ASSERT_EQ(sk_logic_code_index(4242), SK_LOGIC_C_OTHER);
+    char sha[41];
+    sk_logic_script_sha("abc", sha);
+    ASSERT_STREQ(sha, "a9993e364706816aba3e25717850c26c9cd0d89d");
+    sk_logic_script_sha(sk_logic_stock_lua, sha);
+    ASSERT_EQ(strlen(sha), 40);
+}
+
+int
+main(void)
+{
+    RUN(test_entry_ok);
+    RUN(test_entry_extra_field_tolerated);
+    RUN(test_entry_bad_field_keeps_route);
+    RUN(test_entry_missing_and_hostile);
+    RUN(test_result_roundtrip);
+    RUN(test_token_ok);
+    RUN(test_precheck);
+    RUN(test_call_build);
+    RUN(test_code_index_and_sha);
+    DONE();
+}
