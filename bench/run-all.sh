@@ -225,10 +225,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
         wrk_run info-seckilld "http://$ACCESS/sec/info?product_id=$PRODUCT" "$ACCESS_PID"
         non2xx=$(echo "$WRK_OUT" | awk '/Non-2xx/ { print $NF }')
         record info seckilld "$WRK_RPS" "$WRK_CPU" "{\"non_2xx\":${non2xx:-0}}"
+        INFO_RPS=${WRK_RPS%.*}
     fi
     if want soldout; then
-        # one line per request: every request needs a fresh nance, or the access node answers 1003 (replay)
-        lines=$((DURATION * 150000))
+        # One line per request: every request needs a fresh nance, or the access node answers 1003 (replay). The
+        # sold-out path does more than /sec/info, so 1.5x the /sec/info rate is plenty; h2o_hello may wrap the file.
+        lines=$((DURATION * ${INFO_RPS:-100000} * 3 / 2))
+        [ "$lines" -ge 100000 ] || lines=100000
         say "[$round] sold-out /sec/kill: writing $lines pre-signed requests"
         "$BENCH" "${BENCH_COMMON[@]}" --product-ids "$PRODUCT" --wrk-file "$TMP/paths" --wrk-count "$lines" -q >/dev/null ||
             die "seckill-bench --wrk-file failed"
@@ -240,7 +243,6 @@ for ((round = 1; round <= ROUNDS; round++)); do
     fi
     if want full; then
         say "[$round] full /sec/kill: seckill-bench -c$CONNS -d$DURATION closed loop, $USERS distinct users, baseline first"
-        t0=$(cpu_ticks "$ACCESS_PID") l0=$(cpu_ticks "$LOGIC_PID") r0=$(cpu_ticks "$REDIS_PID")
         set +e
         out=$("$BENCH" "${BENCH_COMMON[@]}" -c "$CONNS" -d "$DURATION" --total 100000000 --users "$USERS" \
             --baseline "$HELLO" --server-pid "$ACCESS_PID" --server-pid "$LOGIC_PID" --server-pid "$REDIS_PID")

@@ -25,8 +25,8 @@ int sk_ct_equal(const void *a, const void *b, size_t n);
 /** user_key = hex(HMAC-SHA256(secret, "user:" + user_id)). */
 int sk_sign_user_key(sk_hmac_t *h, const char *secret, int64_t user_id, char out[65]);
 /** auth_code = hex(HMAC-SHA256(user_key, scope:user_id:product_id:time:nance)). */
-int sk_sign_request(sk_hmac_t *h, const char *user_key, const char *scope, int64_t user_id, int64_t product_id,
-                    int64_t time, const char *nance, char out[65]);
+int sk_sign_request(sk_hmac_t *h, const char *user_key, const char *scope, int64_t user_id, int64_t product_id, int64_t time,
+                    const char *nance, char out[65]);
 /** 1 when auth_code (hex, either case, any length) is the right signature, 0 otherwise. Constant time in the code. */
 int sk_sign_verify(sk_hmac_t *h, const char *secret, const char *scope, int64_t user_id, int64_t product_id, int64_t time,
                    const char *nance, const char *auth_code, size_t auth_code_len);

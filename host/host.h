@@ -13,8 +13,9 @@
 #define SK_MAX_THREADS 64
 
 typedef struct st_sk_lua_thread_t sk_lua_thread_t; /* lua_policy.c */
-typedef struct st_sk_policy_table_t sk_policy_table_t; /* lua_status.c */
 typedef struct st_sk_etcd_t sk_etcd_t;             /* etcd_*.c */
+/* lua_status.c: the policy table behind /status */
+typedef struct st_sk_policy_table_t sk_policy_table_t;
 
 typedef struct st_sk_task_t {
     struct st_sk_task_t *next;
@@ -100,7 +101,9 @@ struct st_sk_host_t {
     sk_etcd_t *etcd;
     pthread_mutex_t snap_mu;
     const sk_snapshot_t *latest_snap; /* what was last published; for /status and new threads */
-    sk_policy_table_t *_Atomic policy_table; /* lua_status.c: allocated on first use, freed by sk_policy_status_free */
+
+    /* lua_status.c: allocated on first use, freed by sk_policy_status_free */
+    sk_policy_table_t *_Atomic policy_table;
 };
 
 /* ---- log.c ---- */
@@ -133,6 +136,8 @@ void sk_thread_request_stop(sk_thread_t *thr);
 /** Joins the thread, destroys its loop and releases thr->snap. Any h2o_context_t on the loop must be disposed by then
  * (otherwise the loop is leaked with an error log). Remove the thread from host->http[] etc. before, if other threads
  * may still post or publish to it. */
+/** Waits for the thread to end, without freeing it (so that others may still post to it and be refused). */
+void sk_thread_join(sk_thread_t *thr);
 void sk_thread_join_free(sk_thread_t *thr);
 sk_thread_t *sk_thread_self(void);
 /** Any thread: runs fn(arg) on `to`, in posting order. 0: fn will run exactly once (even if the thread then stops);

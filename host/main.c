@@ -109,6 +109,8 @@ run_http_thread(sk_thread_t *thr)
     run_loop(thr);
     dispose_plugins_on(thr);
     sk_http_thread_dispose(thr);
+    sk_lua_thread_free(thr->lua);
+    thr->lua = NULL;
 }
 
 static void
@@ -119,6 +121,8 @@ run_worker_thread(sk_thread_t *thr)
     init_plugins_on(thr);
     run_loop(thr);
     dispose_plugins_on(thr);
+    sk_lua_thread_free(thr->lua);
+    thr->lua = NULL;
 }
 
 /* control thread: Redis health and the node lock */
@@ -286,13 +290,29 @@ drain(sk_host_t *host)
     nanosleep(&ts, NULL);
 }
 
+/* Every thread is stopped and joined before any is freed: a thread still running may post to another one, and such
+ * a post must find a closed queue, not freed memory. The control thread goes first so that no snapshot is published
+ * to a thread whose plugins are being disposed. */
 static void
-stop_and_join(sk_thread_t *thr)
+stop_all_threads(sk_host_t *host)
 {
-    if (thr == NULL)
-        return;
-    sk_thread_request_stop(thr);
-    sk_thread_join_free(thr);
+    sk_thread_t *all[SK_MAX_THREADS * 2 + 2];
+    size_t n = 0;
+    all[n++] = host->control;
+    for (size_t i = 0; i < host->nworkers; ++i)
+        all[n++] = host->workers[i];
+    for (size_t i = 0; i < host->nhttp; ++i)
+        all[n++] = host->http[i];
+    if (host->admin != NULL)
+        all[n++] = host->admin;
+    sk_thread_request_stop(all[0]);
+    sk_thread_join(all[0]);
+    for (size_t i = 1; i < n; ++i)
+        sk_thread_request_stop(all[i]);
+    for (size_t i = 1; i < n; ++i)
+        sk_thread_join(all[i]);
+    for (size_t i = 0; i < n; ++i)
+        sk_thread_join_free(all[i]);
 }
 
 int
@@ -422,12 +442,7 @@ main(int argc, char **argv)
     sk_logf(SK_LOG_INFO, "host", "signal %d: draining", sig);
     drain(host);
 
-    for (size_t i = 0; i < host->nworkers; ++i)
-        stop_and_join(host->workers[i]);
-    for (size_t i = 0; i < host->nhttp; ++i)
-        stop_and_join(host->http[i]);
-    stop_and_join(host->admin);
-    stop_and_join(host->control);
+    stop_all_threads(host);
     sk_plugins_destroy(host);
     sk_etcd_free(host->etcd);
     release_node_lock(host);

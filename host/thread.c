@@ -77,6 +77,10 @@ wake_locked(sk_thread_t *thr)
 {
     thread_priv_t *p = priv_of(thr);
     if (thr->h2o_loop != NULL) {
+        /* before the thread made its queue, or after it dropped it, there is nobody to wake: the thread drains the
+         * list when it starts, and refuses posts once it has stopped */
+        if (thr->mq == NULL)
+            return;
         /* h2o asserts if a message is sent while still linked: wake_pending stays set until on_mq unlinked it */
         if (!p->wake_pending) {
             p->wake_pending = 1;
@@ -194,9 +198,9 @@ sk_thread_new(sk_host_t *host, sk_thread_kind_t kind, unsigned index)
     pthread_mutex_init(&thr->post_mu, NULL);
     atomic_init(&thr->stop, 0);
     if (kind == SK_THREAD_HTTP || kind == SK_THREAD_ADMIN) {
+        /* the message queue is created on the thread itself (thread_main): its socket's buffers come from the
+         * creating thread's thread-local h2o buffer prototype, which is not safe to share between threads */
         thr->h2o_loop = h2o_evloop_create();
-        thr->mq = h2o_multithread_create_queue(thr->h2o_loop);
-        h2o_multithread_register_receiver(thr->mq, &thr->mq_recv, on_mq);
     } else {
         thr->ev_loop = ev_loop_new(EVFLAG_AUTO);
         if (thr->ev_loop == NULL) {
@@ -216,9 +220,36 @@ static void *
 thread_main(void *arg)
 {
     sk_thread_t *thr = arg;
+    thread_priv_t *p = priv_of(thr);
     current_thread = thr;
-    priv_of(thr)->run(thr);
+    if (thr->h2o_loop != NULL) {
+        pthread_mutex_lock(&thr->post_mu);
+        thr->mq = h2o_multithread_create_queue(thr->h2o_loop);
+        h2o_multithread_register_receiver(thr->mq, &thr->mq_recv, on_mq);
+        if (thr->post_head != NULL)
+            wake_locked(thr);
+        pthread_mutex_unlock(&thr->post_mu);
+    }
+    p->run(thr);
     sk_thread_close_posts(thr);
+    if (thr->h2o_loop != NULL) {
+        /* dropped here, on its own thread, for the same reason it was made here */
+        pthread_mutex_lock(&thr->post_mu);
+        if (h2o_linklist_is_linked(&p->wake_msg.link))
+            h2o_linklist_unlink(&p->wake_msg.link);
+        h2o_multithread_unregister_receiver(thr->mq, &thr->mq_recv);
+        h2o_multithread_destroy_queue(thr->mq);
+        /* libh2o 2.2.5 (evloop) closes the queue's pipe but never frees the queue itself (LeakSanitizer shows it) */
+        free(thr->mq);
+        thr->mq = NULL;
+        pthread_mutex_unlock(&thr->post_mu);
+        /* one last pass frees the sockets closed above (h2o defers that to its loop) */
+        h2o_evloop_run(thr->h2o_loop, 0);
+        /* socket buffers recycled into this thread's thread-local list would be lost with the thread */
+        h2o_mem_recycle_t *recycle = &h2o_socket_buffer_prototype.allocator;
+        while (recycle->cnt > 0)
+            free(h2o_mem_alloc_recycle(recycle, 1));
+    }
     current_thread = NULL;
     return NULL;
 }
@@ -272,14 +303,7 @@ static void
 destroy_h2o_loop(sk_thread_t *thr)
 {
     thread_priv_t *p = priv_of(thr);
-    /* posting is closed and the thread is gone: nobody else can touch the message any more */
-    if (h2o_linklist_is_linked(&p->wake_msg.link))
-        h2o_linklist_unlink(&p->wake_msg.link);
-    h2o_multithread_unregister_receiver(thr->mq, &thr->mq_recv);
-    h2o_multithread_destroy_queue(thr->mq);
-    /* libh2o 2.2.5 (evloop) closes the queue's pipe but never frees the queue itself (LeakSanitizer shows it) */
-    free(thr->mq);
-    thr->mq = NULL;
+    /* the message queue was dropped by the thread itself (thread_main) */
     for (int i = 0; i < NBUCKETS; ++i) {
         if ((p->buckets_ready & (1ull << i)) == 0)
             continue;
@@ -295,6 +319,18 @@ destroy_h2o_loop(sk_thread_t *thr)
     else
         sk_logf(SK_LOG_ERROR, "host", "thread %u: h2o loop still has timeouts (context not disposed?); leaking it", thr->index);
     thr->h2o_loop = NULL;
+}
+
+void
+sk_thread_join(sk_thread_t *thr)
+{
+    if (thr == NULL)
+        return;
+    thread_priv_t *p = priv_of(thr);
+    if (p->started) {
+        pthread_join(thr->tid, NULL);
+        p->started = 0;
+    }
 }
 
 void

@@ -13,9 +13,15 @@
 -- The counts are kept per access node and shared by its threads, so with N access nodes behind a balancer a user
 -- may get up to N times these numbers through.
 --
--- The sandbox: no io, os, debug, package, load or require. Each call may run lua.instr_limit instructions and the
--- state may use lua.mem_limit_kb; past either the call fails and the request answers 1013. A policy that errors
--- or returns anything but a boolean (and, with false, a string or nothing) fails the same way.
+-- The sandbox (the same for the three policies, each with its own globals): the base functions without load,
+-- loadfile, dofile, require, collectgarbage, getmetatable, setmetatable and raw*; string, table, math and utf8;
+-- no io, os, debug or package. print and seckill.log(msg) write one bounded line to the daemon's log.
+-- seckill.now() is the unix time in whole seconds, seckill.random() a float in [0, 1),
+-- seckill.random_hex(n) n random bytes as hex (n <= 64), seckill.sha256(s) and seckill.hmac_sha256(key, msg) hex.
+-- string.find/match/gmatch/gsub refuse subjects over 16384 bytes and patterns over 256 bytes (plain finds are
+-- not limited). Each call may run lua.instr_limit instructions (pattern matching steps count against the same
+-- number) and the state may use lua.mem_limit_kb; past either the call fails, and pcall cannot catch that. A
+-- failing call, or one that returns anything but a boolean (and, with false, a string or nothing), answers 1013.
 -- Change it at run time with `PUT /policy/limits.lua` on the admin port, or
 -- `etcdctl put /seckill/policies/limits.lua "$(cat limits.lua)"`; deleting the key brings this file back.
 

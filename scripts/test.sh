@@ -6,13 +6,14 @@
 #   4. scripts/check-format.sh (clang-format --dry-run --Werror over our C files)
 # The last line is a one-line summary. Used by .ci/run (fresh clone, root, CI=true, no stdin).
 #
-# Environment: SK_JOBS (default 2), SK_SKIP_ASAN=1 to skip step 3, SK_CTEST_ARGS for extra ctest
-# arguments in step 2 (e.g. "-L unit" or "-R harness").
+# Environment: SK_JOBS (default 2), SK_BUILD_DIR / SK_ASAN_BUILD_DIR (./build, ./build-asan),
+# SK_SKIP_ASAN=1 to skip step 3, SK_CTEST_ARGS for extra ctest arguments in step 2 (e.g. "-L unit").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 JOBS=${SK_JOBS:-2}
-ASAN_DIR=$ROOT/build-asan
+export SK_BUILD_DIR=${SK_BUILD_DIR:-$ROOT/build} # setup.sh builds there, ctest runs there
+ASAN_DIR=${SK_ASAN_BUILD_DIR:-$ROOT/build-asan}
 
 t_start=$(date +%s)
 summary=()
@@ -38,7 +39,7 @@ step() { # name command...
 run_ctest() {
     # -j lets unit tests share the two cores; integration tests are RUN_SERIAL in CMakeLists.txt.
     # shellcheck disable=SC2086
-    ctest --test-dir "$ROOT/build" --output-on-failure --no-tests=error -j"$JOBS" ${SK_CTEST_ARGS:-}
+    ctest --test-dir "$SK_BUILD_DIR" --output-on-failure --no-tests=error -j"$JOBS" ${SK_CTEST_ARGS:-}
 }
 
 asan_unit_tests() {

@@ -7,13 +7,14 @@
  * invariants through the admin API and Redis. Exit status: 0 all checks passed, 1 a check failed, 2 usage or setup
  * error. `--help` documents every flag; the last line of the output is a JSON summary.
  *
- * The pieces live in tools/bench/ headers (only the .c files of tools/ are built as executables): hist.h (latency histogram),
- * http.h (response parser, blocking client), loadgen.h (epoll load threads), admin.h (admin API), checks.h (invariants), report.h
- * (output).
+ * The pieces live in tools/bench/ headers (only the .c files of tools/ are built as executables): hist.h (latency
+ * histogram), http.h (response parser, blocking client), loadgen.h (epoll load threads), admin.h (admin API),
+ * checks.h (invariants), report.h (output), selftest.h (--self-test).
  */
 #include <getopt.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <openssl/rand.h>
 #include "bench/bench.h"
@@ -23,6 +24,7 @@
 #include "bench/admin.h"
 #include "bench/checks.h"
 #include "bench/report.h"
+#include "bench/selftest.h"
 
 #define DEV_SECRET "seckill-dev-secret-change-me"
 
@@ -92,6 +94,17 @@ usage(FILE *f)
                "buy_rate = 1, speed = 0 and demand (per user, answers that reached the stock decision, capped at buy_limit)\n"
                "covers the stock; no user over buy_limit (bench counts, /activity/winners, Redis sk:{a<ID>}:users); every won\n"
                "token is in /activity/winners and in Redis sk:{a<ID>}:tok:<token> with its user_id; Redis sold == admin sold.\n");
+}
+
+static bench_t bench;
+
+/* The first Ctrl-C ends the load early; the checks still run and --relax-limits still restores the policy. A second
+ * one kills the process (SA_RESETHAND). */
+static void
+on_interrupt(int signo)
+{
+    (void)signo;
+    atomic_store(&bench.interrupted, 1);
 }
 
 static int
@@ -190,7 +203,12 @@ run_load(bench_t *b, bench_run_t *run, const char *ip, int port, const pid_t *pi
         pthread_join(t->tid, NULL);
         failed |= t->failed_setup;
     }
-    uint64_t t_done = bench_now_ns();
+    /* The measured interval ends with the last answer, not with the drain and the closing of connections. */
+    uint64_t t_done = 0;
+    for (int i = 0; i < T; i++)
+        t_done = ts[i].last_answer > t_done ? ts[i].last_answer : t_done;
+    if (t_done <= b->t0)
+        t_done = bench_now_ns();
     run->secs = (double)(t_done - b->t0) / 1e9;
     run->ncpu = npids;
     for (int i = 0; i < npids; i++) {
@@ -319,62 +337,6 @@ write_wrk_file(bench_t *b)
         return -1;
     }
     return 0;
-}
-
-static int
-self_test(void)
-{
-    int fails = 0, n = 0;
-#define ST(c)                                                                                                                      \
-    do {                                                                                                                           \
-        n++;                                                                                                                       \
-        if (!(c)) {                                                                                                                \
-            fails++;                                                                                                               \
-            fprintf(stderr, "self-test: %s:%d: %s\n", __FILE__, __LINE__, #c);                                                     \
-        }                                                                                                                          \
-    } while (0)
-    static bench_hist_t h;
-    bh_init(&h);
-    for (uint64_t v = 1; v <= 100000; v++)
-        bh_record(&h, v * 1000); /* 1 µs .. 100 ms, uniform */
-    double p50 = (double)bh_percentile(&h, 50), p99 = (double)bh_percentile(&h, 99), p999 = (double)bh_percentile(&h, 99.9);
-    ST(p50 >= 50000000 * 0.98 && p50 <= 50000000 * 1.02);
-    ST(p99 >= 99000000 * 0.98 && p99 <= 99000000 * 1.02);
-    ST(p999 >= 99900000 * 0.98 && p999 <= 100000000);
-    ST(bh_percentile(&h, 100) == 100000000);
-    for (uint64_t v = 0; v < 5000000; v = v * 3 / 2 + 1)
-        ST(bh_low(bh_index(v)) <= v && v <= bh_high(bh_index(v)) && (v < 64 || bh_high(bh_index(v)) - v <= v / 64));
-    ST(bh_index(UINT64_MAX) == BH_BUCKETS - 1);
-    bh_init(&h);
-    ST(bh_percentile(&h, 99) == 0);
-    bh_record(&h, 7);
-    ST(bh_percentile(&h, 0) == 7 && bh_percentile(&h, 99.9) == 7);
-
-    char scratch[256];
-    bench_resp_t r;
-    const char *ok = "HTTP/1.1 410 Gone\r\nContent-Type: application/json\r\ncontent-length: 13\r\n\r\n{\"code\":1007}";
-    ST(bench_parse_response(ok, strlen(ok), scratch, sizeof(scratch), &r) == 1 && r.status == 410 && r.body_len == 13 &&
-       r.consumed == strlen(ok) && !r.close);
-    int k;
-    ST(lg_json_code(r.body, r.body_len, &k) == 1007 && k);
-    ST(bench_parse_response(ok, strlen(ok) - 1, scratch, sizeof(scratch), &r) == 0);
-    ST(bench_parse_response(ok, 20, scratch, sizeof(scratch), &r) == 0);
-    const char *ch = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                     "5\r\n{\"cod\r\n6;x=y\r\ne\":0,}\r\n0\r\n\r\n";
-    ST(bench_parse_response(ch, strlen(ch), scratch, sizeof(scratch), &r) == 1 && r.status == 200 && r.body_len == 11 &&
-       memcmp(r.body, "{\"code\":0,}", 11) == 0 && r.close && r.consumed == strlen(ch));
-    ST(lg_json_code(r.body, r.body_len, &k) == 0 && k);
-    ST(bench_parse_response(ch, strlen(ch) - 2, scratch, sizeof(scratch), &r) == 0);
-    const char *bad = "SSH-2.0-OpenSSH\r\n\r\n";
-    ST(bench_parse_response(bad, strlen(bad), scratch, sizeof(scratch), &r) == -1);
-    const char *nolen = "HTTP/1.1 200 OK\r\n\r\nabc";
-    ST(bench_parse_response(nolen, strlen(nolen), scratch, sizeof(scratch), &r) == -1);
-    ST(lg_json_code("{\"message\":\"x\"}", 15, &k) == 0 && !k);
-    ST(bench_code_status(1008) == 504 && bench_code_status(1011) == 429 && bench_code_status(0) == 200);
-    ST(bench_code_slot(1008) == 8 && bench_code_slot(42) == BENCH_CODE_OTHER);
-    printf("self-test: %d of %d checks passed\n", n - fails, n);
-#undef ST
-    return fails ? 1 : 0;
 }
 
 enum {
@@ -565,7 +527,7 @@ parse_args(bench_opts_t *o, int argc, char **argv)
             o->quiet = 1;
             break;
         case OPT_SELF_TEST:
-            exit(self_test());
+            exit(bench_self_test());
         case 'h':
             usage(stdout);
             exit(0);
@@ -623,7 +585,6 @@ Error:
 int
 main(int argc, char **argv)
 {
-    static bench_t bench;
     bench_t *b = &bench;
     bench_opts_t *o = &b->o;
     snprintf(o->access_ip, sizeof(o->access_ip), "127.0.0.1");
@@ -639,7 +600,17 @@ main(int argc, char **argv)
     parse_args(o, argc, argv);
     if (o->raw)
         o->relax_limits = 0;
+    if (o->users < o->threads)
+        o->threads = o->users; /* each thread owns a share of the users */
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_interrupt, .sa_flags = SA_RESETHAND};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    struct rlimit rl; /* one fd per connection */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max && rl.rlim_cur < (rlim_t)o->conns + 64) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     uint8_t rnd[4];
@@ -676,9 +647,9 @@ main(int argc, char **argv)
     b->wins = bench_xcalloc((size_t)b->nprods * (size_t)o->users, sizeof(uint16_t));
     char err[512];
     char *old_limits = NULL;
-    int settle = o->settle_ms;
+    int settle = o->settle_ms, limits_from_file = 0;
     if (o->relax_limits) {
-        old_limits = bench_get_limits(b);
+        old_limits = bench_get_limits(b, &limits_from_file);
         if (bench_put_limits(b, BENCH_RELAXED_LIMITS, err, sizeof(err)) != 0) {
             fprintf(stderr, "seckill-bench: --relax-limits: %s\n", err);
             free(old_limits);
@@ -710,7 +681,7 @@ main(int argc, char **argv)
         if (!o->quiet)
             bench_print_run(&base, &pid);
     }
-    sk.label = "seckilld";
+    sk.label = o->raw ? "target" : "seckilld";
     if (run_load(b, &sk, o->access_ip, o->access_port, o->server_pids, o->nserver_pids) != 0) {
         rc = 2;
         goto Exit;
@@ -745,10 +716,9 @@ main(int argc, char **argv)
     rc = cs.failed ? 1 : 0;
 Exit:
     if (o->relax_limits) {
-        const char *src = old_limits;
-        if (src == NULL)
+        if (old_limits == NULL)
             fprintf(stderr, "seckill-bench: the previous limits.lua is unknown: the permissive one stays installed\n");
-        else if (bench_put_limits(b, src, err, sizeof(err)) != 0)
+        else if (bench_put_limits(b, limits_from_file ? NULL : old_limits, err, sizeof(err)) != 0)
             fprintf(stderr, "seckill-bench: could not restore limits.lua: %s\n", err);
         free(old_limits);
     }

@@ -87,19 +87,22 @@ sk_access_replay_new(size_t capacity)
         free(r);
         return NULL;
     }
-    size_t per = capacity / NSTRIPES + 1;
+    /* a power of two per stripe, so that the table (twice as large: load at most 1/2) is one too */
+    size_t per = 64;
+    while (per * NSTRIPES < capacity)
+        per <<= 1;
     for (size_t i = 0; i < NSTRIPES; i++) {
         stripe_t *s = &r->stripes[i];
-        size_t n = 2;
-        while (n < 2 * per)
-            n <<= 1;
         s->cap = per;
-        s->mask = n - 1;
+        s->mask = 2 * per - 1;
         pthread_mutex_init(&s->mu, NULL);
-        if ((s->table = calloc(n, sizeof(slot_t))) == NULL || (s->fifo = calloc(per, sizeof(slot_t))) == NULL) {
+        if ((s->table = malloc(2 * per * sizeof(slot_t))) == NULL || (s->fifo = malloc(per * sizeof(slot_t))) == NULL) {
             sk_access_replay_free(r);
             return NULL;
         }
+        /* touch every page now: first-touch page faults would otherwise land on requests */
+        memset(s->table, 0, 2 * per * sizeof(slot_t));
+        memset(s->fifo, 0, per * sizeof(slot_t));
     }
     return r;
 }

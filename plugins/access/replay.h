@@ -13,7 +13,7 @@
 
 typedef struct st_sk_replay_t sk_replay_t;
 
-/** NULL on allocation failure. */
+/** Capacity is rounded up to a power of two (at least 512). NULL on allocation failure. */
 sk_replay_t *sk_access_replay_new(size_t capacity);
 void sk_access_replay_free(sk_replay_t *r);
 /** 1 when the pair was seen and has not expired at `now`; otherwise records it until `expires` and returns 0. */

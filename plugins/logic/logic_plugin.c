@@ -7,7 +7,7 @@
 #include "logic.h"
 
 #define MAX_WORKERS 16
-#define DRAIN_MAX_MS 2000
+#define DRAIN_MAX_MS 10000
 
 static void *
 logic_create(const sk_host_api_t *api, sk_plugin_t *self, char *err, size_t errlen)
@@ -91,8 +91,9 @@ static void
 logic_stop(void *inst)
 {
     sk_logic_t *L = inst;
-    /* Keep consuming a little: in a node that also runs access, the entries still queued are its own in-flight
-     * requests, and with no other logic node they would otherwise all end as 1008. */
+    /* Keep consuming until a read comes back empty, for at most one request timeout: in a node that also runs
+     * access, the entries still queued are its own in-flight requests, and with no other logic node they would all end
+     * as 1008. The host waits for inflight() == 0 a little longer than that. */
     unsigned drain = L->conf->access_request_timeout_ms < DRAIN_MAX_MS ? L->conf->access_request_timeout_ms : DRAIN_MAX_MS;
     L->stop_deadline_ms = sk_logic_mono_ms() + drain;
     atomic_store(&L->stopping, 1);

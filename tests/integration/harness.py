@@ -985,15 +985,3 @@ def main():
         sys.stderr.write("harness: FAILED (%d failures, %d errors)\n" % (len(prog.result.failures),
                                                                         len(prog.result.errors)))
     sys.exit(0 if ok else 1)
-
-
-def _dump_children_on_exit():
-    # Not registered by default; handy when debugging a hang: SK_DEBUG_PROCS=1.
-    with _procs_lock:
-        for p in _procs:
-            sys.stderr.write("harness: still tracked pid %d %s\n" % (p.pid, p.args[:3]))
-
-
-if os.environ.get("SK_DEBUG_PROCS"):
-    atexit.register(_dump_children_on_exit)
-

@@ -56,6 +56,13 @@ class Admin:
         return self.ok("POST", "/activity/create", body)["activity_id"]
 
 
+def wait_admin_redis(node, token=None):
+    """The admin's own Redis connection comes up a moment after /healthz answers: wait for it."""
+    a = Admin(node, token)
+    wait_until(lambda: a.get("/blacklist/list", {"type": "user", "limit": 1})[1] == 0, timeout=10,
+               msg="the admin's Redis connection")
+
+
 def db_rows(node, sql, args=()):
     """Rows of a query on the node's admin.db (WAL: a reader does not disturb the writer)."""
     con = sqlite3.connect("file:%s?mode=ro" % node.conf["admin.db"], uri=True, timeout=5)
@@ -103,6 +110,7 @@ class AdminApiTest(harness.TestCase):
         cls.redis = Redis(cls.tmp).start()
         cls.etcd = Etcd(cls.tmp).start()
         cls.node = Node(cls.tmp, cls.redis, cls.etcd, plugins="admin").start()
+        wait_admin_redis(cls.node)
         cls.a = Admin(cls.node)
         cls.seq = 0
 
@@ -488,6 +496,7 @@ class AdminBlacklistScaleTest(harness.TestCase):
         cls.redis = Redis(cls.tmp, extra_args=["--appendonly", "no"]).start()
         cls.etcd = Etcd(cls.tmp).start()
         cls.node = Node(cls.tmp, cls.redis, cls.etcd, plugins="admin").start()
+        wait_admin_redis(cls.node)
 
     def test_million_entries(self):
         for chunk in range(10):

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import harness
 from harness import Redis, Etcd, Node, http, wait_until
-from test_admin_api import Admin, db_rows, make_token
+from test_admin_api import Admin, db_rows, make_token, wait_admin_redis
 
 
 def activity_json(aid, body):
@@ -29,6 +29,7 @@ class AdminSyncTest(harness.TestCase):
         cls.redis = Redis(cls.tmp).start()
         cls.etcd = Etcd(cls.tmp).start()
         cls.node = Node(cls.tmp, cls.redis, cls.etcd, plugins="admin").start()
+        wait_admin_redis(cls.node)
         cls.a = Admin(cls.node)
 
     def setUp(self):
@@ -39,6 +40,7 @@ class AdminSyncTest(harness.TestCase):
             self.redis.restart()
         if not self.node.alive():
             self.node.start()
+        wait_admin_redis(self.node)
 
     def test_etcd_down_then_back(self):
         a = self.a
@@ -151,12 +153,13 @@ class AdminSyncTest(harness.TestCase):
         self.node.conf["node_id"] += "-after-kill"
         self.node.start()
         self.assertEqual(a.ok("GET", "/product/list"), before_p)
-        self.assertEqual(a.ok("GET", "/activity/list"), before_a)
+        # sold/left are null until the admin's Redis connection is up, a moment after /healthz answers
+        wait_until(lambda: a.ok("GET", "/activity/list") == before_a, timeout=5, msg="activities after SIGKILL")
         st, code, data, _ = a.post("/token/consume", {"token": tok, "user_id": 11, "product_id": pid})
         self.assertEqual((code, data["order_id"]), (1014, order))
         self.assertEqual(self.node.stop(), 0)
         self.node.start()
-        self.assertEqual(a.ok("GET", "/activity/list"), before_a)
+        wait_until(lambda: a.ok("GET", "/activity/list") == before_a, timeout=5, msg="activities after SIGTERM")
 
     def test_redis_down(self):
         a = self.a

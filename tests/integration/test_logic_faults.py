@@ -13,7 +13,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Etcd, Redis, wait_until  # noqa: E402
-from test_logic_queue import Resp, Sale, check_store, key, logic_node, put_activity, wait_alive  # noqa: E402
+from test_logic_queue import (Resp, Sale, check_store, key, logic_node, logic_status, put_activity,  # noqa: E402
+                              wait_alive)
 
 
 def stock_script_source():
@@ -73,6 +74,26 @@ class LogicFaultTest(harness.TestCase):
         self.assertEqual(sold, 3000)
         self.assertIn("reclaimed", self.nodes[0].log_text())
 
+    def test_sigterm_logic_node_mid_sale(self):
+        """SIGTERM one of two logic nodes mid-sale: it finishes what it took and leaves the heartbeat set; the other
+        answers the rest. Every request answered, no 1008, wins == total."""
+        put_activity(self.etcd, 6, 106, total=3000, buy_limit=1, buy_rate=1)
+        self.start_nodes(2)
+        s = self.sale(6, 106)
+        victim = self.nodes[1]
+        rc = {}
+        stopper = threading.Thread(target=lambda: rc.setdefault("rc", victim.stop()))
+        ids = s.feed(list(range(1, 7001)), rate=2500, events={1.0: stopper.start})
+        stopper.join(15)
+        self.assertEqual(rc.get("rc"), 0)
+        self.assertNotIn(victim.node_id, self.redis.call("ZRANGE", "sk:logic:alive", 0, -1))
+        res = s.wait(ids, timeout=30)
+        codes = [r[0] for r in res.values()]
+        self.assertEqual(codes.count(1008), 0)
+        self.assertEqual(codes.count(0), 3000)
+        sold, _, _ = check_store(self, self.redis, 6, res, total=3000, buy_limit=1)
+        self.assertEqual(sold, 3000)
+
     def test_redis_restart_mid_sale(self):
         """Redis SIGKILLed and restarted from its AOF (appendfsync always) mid-sale: no win lost, none sold twice."""
         put_activity(self.etcd, 2, 102, total=4000, buy_limit=1, buy_rate=1)
@@ -104,6 +125,21 @@ class LogicFaultTest(harness.TestCase):
         # after the restart the sale still completes through the same nodes
         for n in self.nodes:
             self.assertTrue(n.alive())
+
+    def test_stream_deleted_under_running_nodes(self):
+        """The stream and its group vanish (DEL sk:queue, as after a FLUSHALL): the nodes create them again and go
+        on answering."""
+        put_activity(self.etcd, 7, 107, total=1000, buy_limit=1, buy_rate=1)
+        self.start_nodes(2)
+        s = self.sale(7, 107)
+        first = s.queue(list(range(1, 51)))
+        self.assertEqual({r[0] for r in s.wait(first, timeout=10).values()}, {0})
+        self.redis.call("DEL", "sk:queue")
+        wait_until(lambda: self.redis.call("EXISTS", "sk:queue") == 1, timeout=10, msg="the stream is back")
+        time.sleep(0.5)
+        again = s.queue(list(range(51, 101)))
+        self.assertEqual({r[0] for r in s.wait(again, timeout=10).values()}, {0})
+        self.assertEqual(int(self.redis.call("GET", key(7, "sold"))), 100)
 
     def test_redis_paused_mid_sale(self):
         """Redis SIGSTOPped for 2 s mid-sale: every answer matches the stored result, a request left unanswered
@@ -188,6 +224,27 @@ class LogicFaultTest(harness.TestCase):
         ttl = int(self.redis.call("TTL", key(3, "tok:" + res[last][1])))
         self.assertTrue(0 < ttl <= 600, ttl)
         check_store(self, self.redis, 3, res)
+
+    def test_failing_policy_answers_1013(self):
+        """buy_rate.lua failing (an error, or a loop past lua.instr_limit) for some users: those requests answer
+        1013 and consume nothing; everybody else is served; the node keeps running."""
+        put_activity(self.etcd, 8, 108, total=1000, buy_limit=1, buy_rate=1)
+        self.start_nodes(1)
+        self.etcd.put("/seckill/policies/buy_rate.lua",
+                      "function allow(r, a)\n"
+                      "  if r.user_id >= 900000 then error('boom') end\n"
+                      "  if r.user_id >= 800000 then while true do end end\n"
+                      "  return true\nend\n")
+        time.sleep(1.5)
+        s = self.sale(8, 108)
+        bad = s.queue(list(range(900001, 900011)) + list(range(800001, 800006)))
+        good = s.queue(list(range(1, 21)))
+        res = s.wait(bad + good, timeout=30)
+        self.assertEqual({res[r][0] for r in bad}, {1013})
+        self.assertEqual({res[r][0] for r in good}, {0})
+        self.assertEqual(int(self.redis.call("GET", key(8, "sold"))), 20)
+        self.assertTrue(self.nodes[0].alive())
+        self.assertGreaterEqual(logic_status(self.nodes[0])["policy_errors"], 15)
 
     def test_throughput(self):
         """Decisions/s of one logic node (2 workers) on a backlog, against redis-benchmark EVALSHA on the same

@@ -217,12 +217,15 @@ bench_wait_active(bench_t *b, const bench_product_t *p, int want_active, char *e
     }
 }
 
-/* The current source of limits.lua as the admin serves it (raw, or in data / data.source), or NULL. */
+/* The limits.lua in effect as the admin serves it: its source (raw, or data / data.source) and whether it came from
+ * policies.dir (data.origin "file": then restoring means deleting the etcd key, so that the file serves again).
+ * NULL when unknown. */
 static char *
-bench_get_limits(bench_t *b)
+bench_get_limits(bench_t *b, int *from_file)
 {
     char err[256];
     bench_http_result_t res;
+    *from_file = 0;
     if (bench_http_call(b->o.admin_ip, b->o.admin_port, "GET", "/policy/limits.lua", NULL, NULL, 0, b->o.admin_token,
                         BENCH_ADMIN_TIMEOUT_MS, &res, err, sizeof(err)) != 0 ||
         res.status != 200) {
@@ -233,24 +236,28 @@ bench_get_limits(bench_t *b)
     cJSON *j = cJSON_ParseWithLength(res.body, res.body_len);
     const cJSON *data = j ? cJSON_GetObjectItemCaseSensitive(j, "data") : NULL;
     const cJSON *s = cJSON_IsString(data) ? data : data ? cJSON_GetObjectItemCaseSensitive(data, "source") : NULL;
+    const cJSON *origin = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "origin") : NULL;
     if (j == NULL)
         src = strdup(res.body);
     else if (cJSON_IsString(s))
         src = strdup(s->valuestring);
+    *from_file = cJSON_IsString(origin) && strcmp(origin->valuestring, "file") == 0;
     cJSON_Delete(j);
     bench_http_result_free(&res);
     return src;
 }
 
+/* PUT src as limits.lua, or with src NULL, DELETE the etcd override (the policies.dir file serves again). */
 static int
 bench_put_limits(bench_t *b, const char *src, char *err, size_t errlen)
 {
-    cJSON *j = bench_admin_call(b, "PUT", "/policy/limits.lua", "text/plain", src, err, errlen);
+    const char *method = src != NULL ? "PUT" : "DELETE";
+    cJSON *j = bench_admin_call(b, method, "/policy/limits.lua", src != NULL ? "text/plain" : NULL, src, err, errlen);
     if (j == NULL)
         return -1;
     int rc = bench_env_code(j) == 0 ? 0 : -1;
     if (rc != 0)
-        snprintf(err, errlen, "PUT /policy/limits.lua: code %d: %s", bench_env_code(j), bench_env_message(j));
+        snprintf(err, errlen, "%s /policy/limits.lua: code %d: %s", method, bench_env_code(j), bench_env_message(j));
     cJSON_Delete(j);
     return rc;
 }

@@ -6,6 +6,7 @@
 #define SK_BENCH_BENCH_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,7 +144,8 @@ typedef struct st_bench_t {
     /* load phase */
     pthread_barrier_t ready, go;
     uint64_t t0, t_end;
-    int baseline_mode; /* target is h2o_hello: answers carry no token, no checks */
+    int baseline_mode;      /* target is h2o_hello: answers carry no token, no checks */
+    atomic_int interrupted; /* SIGINT/SIGTERM: end the load early, still check and restore */
     const char *target_ip;
     int target_port;
 } bench_t;

@@ -58,6 +58,7 @@ typedef struct st_lg_thread_t {
     bench_token_t *tokens;
     size_t ntokens, captokens, maxtokens;
     int failed_setup;
+    uint64_t last_answer; /* monotonic ns of the last answer: the end of the measured interval */
     char scratch[LG_IN_CAP];
 } lg_thread_t;
 
@@ -270,6 +271,7 @@ lg_on_response(lg_thread_t *t, lg_conn_t *c, const bench_resp_t *r, uint64_t now
     bench_t *b = t->b;
     bench_counts_t *k = &t->run.c;
     k->answered++;
+    t->last_answer = now;
     bh_record(&t->run.hist, now - c->t_sched);
     if (r->status >= 100 && r->status < 600)
         k->status[r->status]++;
@@ -437,7 +439,9 @@ lg_thread_main(void *arg)
     uint64_t drain_deadline = b->t_end + (uint64_t)b->o.timeout_ms * 1000000u + 1000000000u, last_sweep = 0;
     for (;;) {
         now = bench_now_ns();
-        int stopping = now >= b->t_end || t->generated >= t->limit;
+        if (atomic_load(&b->interrupted) && scheduled_total > t->generated)
+            scheduled_total = t->generated; /* Ctrl-C: send nothing more, collect the answers in flight */
+        int stopping = now >= b->t_end || t->generated >= t->limit || atomic_load(&b->interrupted);
         if (open_loop) {
             uint64_t due = now < b->t0 ? 0 : (uint64_t)((double)(now - b->t0) / interval) + 1;
             if (due > scheduled_total)
