@@ -153,8 +153,8 @@ api_etcd_delete(sk_plugin_t *self, const char *key, int64_t *rev, char *err, siz
 
 static int
 api_etcd_range(sk_plugin_t *self, const char *key_prefix,
-               void (*cb)(void *arg, const char *key, const char *value, size_t len, int64_t mod_revision), void *arg,
-               char *err, size_t errlen)
+               void (*cb)(void *arg, const char *key, const char *value, size_t len, int64_t mod_revision), void *arg, char *err,
+               size_t errlen)
 {
     return sk_etcd_range(self->host->etcd, key_prefix, cb, arg, err, errlen);
 }

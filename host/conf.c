@@ -32,8 +32,14 @@ static int check_plugins(const char *v, char *why, size_t whylen);
 static int check_level(const char *v, char *why, size_t whylen);
 static int check_node_id(const char *v, char *why, size_t whylen);
 
-#define S(k, f, chk) {k, T_STR, offsetof(sk_config_t, f), sizeof(((sk_config_t *)0)->f), 0, 0, chk}
-#define U(k, f, lo, hi) {k, T_UINT, offsetof(sk_config_t, f), sizeof(unsigned), lo, hi, NULL}
+#define S(k, f, chk)                                                                                                               \
+    {                                                                                                                              \
+        k, T_STR, offsetof(sk_config_t, f), sizeof(((sk_config_t *)0)->f), 0, 0, chk                                               \
+    }
+#define U(k, f, lo, hi)                                                                                                            \
+    {                                                                                                                              \
+        k, T_UINT, offsetof(sk_config_t, f), sizeof(unsigned), lo, hi, NULL                                                        \
+    }
 
 static const conf_key_t keys[] = {
     S("plugins", plugins, check_plugins),
@@ -287,8 +293,8 @@ sk_conf_set(sk_config_t *c, const char *key, const char *value, char *err, size_
         errno = 0;
         unsigned long long v = strtoull(value, &end, 10);
         if (!isdigit((unsigned char)value[0]) || *end != '\0' || errno != 0 || v < k->min || v > k->max) {
-            snprintf(err, errlen, "%s: expected an integer from %llu to %llu, got \"%.100s\"", key,
-                     (unsigned long long)k->min, (unsigned long long)k->max, value);
+            snprintf(err, errlen, "%s: expected an integer from %llu to %llu, got \"%.100s\"", key, (unsigned long long)k->min,
+                     (unsigned long long)k->max, value);
             return -1;
         }
         if (k->type == T_UINT)
@@ -414,13 +420,12 @@ sk_conf_check_exposure(const sk_config_t *c, char *err, size_t errlen)
         if (sk_addr_is_loopback(ls[i].addr))
             continue;
         if (strcmp(c->auth_secret, SK_DEV_AUTH_SECRET) == 0) {
-            snprintf(err, errlen, "auth.secret: still the shipped default while %s (%s) is not on loopback", ls[i].key,
-                     ls[i].addr);
+            snprintf(err, errlen, "auth.secret: still the shipped default while %s (%s) is not on loopback", ls[i].key, ls[i].addr);
             return -1;
         }
         if (strcmp(c->logic_token_secret, SK_DEV_TOKEN_SECRET) == 0) {
-            snprintf(err, errlen, "logic.token_secret: still the shipped default while %s (%s) is not on loopback",
-                     ls[i].key, ls[i].addr);
+            snprintf(err, errlen, "logic.token_secret: still the shipped default while %s (%s) is not on loopback", ls[i].key,
+                     ls[i].addr);
             return -1;
         }
         if (ls[i].plugin != NULL && strcmp(ls[i].plugin, "admin") == 0 && c->admin_token[0] == '\0') {

@@ -31,7 +31,7 @@ struct st_sk_thread_t {
     /* exactly one of the two loops exists: h2o evloop for HTTP and ADMIN threads, libev for CONTROL and WORKER */
     h2o_evloop_t *h2o_loop;
     struct ev_loop *ev_loop;
-    h2o_context_t h2o_ctx;     /* HTTP and ADMIN threads */
+    h2o_context_t h2o_ctx;          /* HTTP and ADMIN threads */
     h2o_accept_ctx_t accept_ctx[3]; /* per sk_listener_t */
     h2o_socket_t *listen_socks[3];
     int listen_fds[3]; /* opened by the main thread; 0 or -1 = none */
@@ -84,7 +84,7 @@ struct st_sk_host_t {
     h2o_globalconf_t h2o_conf;
     h2o_hostconf_t *hostconfs[3];
     h2o_hostconf_t *hostlists[3][2]; /* NULL-terminated lists for accept_ctx.hosts */
-    int listen_fds[3];                /* -1 when not listening */
+    int listen_fds[3];               /* -1 when not listening */
 
     sk_thread_t *http[SK_MAX_THREADS];
     size_t nhttp;
@@ -203,13 +203,13 @@ sk_etcd_t *sk_etcd_new(sk_host_t *host);
 void sk_etcd_start(sk_etcd_t *e, sk_thread_t *control);
 void sk_etcd_stop(sk_etcd_t *e); /* control thread */
 void sk_etcd_free(sk_etcd_t *e);
-int sk_etcd_is_up(sk_etcd_t *e); /* any thread */
+int sk_etcd_is_up(sk_etcd_t *e);               /* any thread */
 void sk_etcd_status(sk_etcd_t *e, cJSON *obj); /* any thread */
 int sk_etcd_put(sk_etcd_t *e, const char *key, const char *value, size_t len, int64_t *rev, char *err, size_t errlen);
 int sk_etcd_delete(sk_etcd_t *e, const char *key, int64_t *rev, char *err, size_t errlen);
 int sk_etcd_range(sk_etcd_t *e, const char *key_prefix,
-                  void (*cb)(void *arg, const char *key, const char *value, size_t len, int64_t mod_revision), void *arg,
-                  char *err, size_t errlen);
+                  void (*cb)(void *arg, const char *key, const char *value, size_t len, int64_t mod_revision), void *arg, char *err,
+                  size_t errlen);
 
 /* ---- lua_*.c: the policy engine ---- */
 sk_lua_thread_t *sk_lua_thread_new(sk_host_t *host);
@@ -218,8 +218,8 @@ void sk_lua_thread_free(sk_lua_thread_t *lt);
 void sk_lua_thread_apply(sk_lua_thread_t *lt, const sk_snapshot_t *snap);
 int sk_policy_admit(sk_lua_thread_t *lt, const sk_policy_req_t *r, char *reason, size_t reasonlen);
 int sk_policy_allow(sk_lua_thread_t *lt, const sk_policy_req_t *r, const sk_policy_activity_t *a);
-int sk_policy_issue(sk_lua_thread_t *lt, const sk_policy_req_t *r, const sk_policy_activity_t *a, char *token,
-                    size_t tokencap, int64_t *ttl);
+int sk_policy_issue(sk_lua_thread_t *lt, const sk_policy_req_t *r, const sk_policy_activity_t *a, char *token, size_t tokencap,
+                    int64_t *ttl);
 /** Compiles `src` in a scratch sandbox, checks the required function exists and a sample call returns the right types. */
 int sk_policy_validate(const sk_config_t *c, const char *name, const char *src, size_t len, char *err, size_t errlen);
 /** Loads policies.dir/<name> for the names the engine knows. 0, or -1 with err. */

@@ -292,8 +292,7 @@ sk_http_reply(h2o_req_t *req, int code, const char *message, const char *data_js
     size_t dl = data_json != NULL ? strlen(data_json) : 4;
     size_t cap = ml + dl + 64;
     char *buf = h2o_mem_alloc_pool(&req->pool, cap);
-    int n = snprintf(buf, cap, "{\"code\":%d,\"message\":\"%s\",\"data\":%s}", code, msg,
-                     data_json != NULL ? data_json : "null");
+    int n = snprintf(buf, cap, "{\"code\":%d,\"message\":\"%s\",\"data\":%s}", code, msg, data_json != NULL ? data_json : "null");
     send_body(req, http_status_of(code), H2O_STRLIT("application/json"), h2o_iovec_init(buf, (size_t)n), code);
 }
 

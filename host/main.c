@@ -177,8 +177,7 @@ on_control_tick(sk_timer_t *t, void *data)
         cs->pending = control_cmd(cs->redis, on_ping, cs, "PING") == 0;
         /* the node lock: refreshed every ~3 s, expires 10 s after this process stops refreshing it */
         if (cs->ticks % 6 == 0)
-            control_cmd(cs->redis, on_lock_refresh, cs, "SET sk:node:%s %s PX 10000", host->conf.node_id,
-                                cs->lock_value);
+            control_cmd(cs->redis, on_lock_refresh, cs, "SET sk:node:%s %s PX 10000", host->conf.node_id, cs->lock_value);
     }
     cs->ticks++;
     sk_timer_start(t, 500);
@@ -211,11 +210,11 @@ static int
 take_node_lock(sk_host_t *host, char *err, size_t errlen)
 {
     char rerr[256];
-    redisReply *r = sk_redis_sync_command(&host->conf, rerr, sizeof(rerr), "SET sk:node:%s %d NX PX 10000",
-                                          host->conf.node_id, (int)getpid());
+    redisReply *r =
+        sk_redis_sync_command(&host->conf, rerr, sizeof(rerr), "SET sk:node:%s %d NX PX 10000", host->conf.node_id, (int)getpid());
     if (r == NULL) {
-        sk_logf(SK_LOG_WARN, "host", "cannot check that node_id %s is unique (redis: %s); starting anyway",
-                host->conf.node_id, rerr);
+        sk_logf(SK_LOG_WARN, "host", "cannot check that node_id %s is unique (redis: %s); starting anyway", host->conf.node_id,
+                rerr);
         return 0;
     }
     int ok = r->type == REDIS_REPLY_STATUS;
@@ -239,10 +238,9 @@ release_node_lock(sk_host_t *host)
 {
     char rerr[256], pid[32];
     snprintf(pid, sizeof(pid), "%d", (int)getpid());
-    redisReply *r = sk_redis_sync_command(&host->conf, rerr, sizeof(rerr),
-                                          "EVAL %s 1 sk:node:%s %s",
-                                          "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-                                          host->conf.node_id, pid);
+    redisReply *r = sk_redis_sync_command(
+        &host->conf, rerr, sizeof(rerr), "EVAL %s 1 sk:node:%s %s",
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", host->conf.node_id, pid);
     if (r != NULL)
         freeReplyObject(r);
 }
@@ -432,9 +430,9 @@ main(int argc, char **argv)
         sk_thread_start(host->workers[i], run_worker_thread);
     for (size_t i = 0; i < host->nhttp; ++i)
         sk_thread_start(host->http[i], run_http_thread);
-    sk_logf(SK_LOG_INFO, "host", "seckilld %s started: plugins=%s access=%s admin=%s status=%s threads=%zu",
-            host->conf.node_id, host->conf.plugins, host->conf.access_listen, host->admin ? host->conf.admin_listen : "-",
-            host->conf.status_listen, host->nhttp);
+    sk_logf(SK_LOG_INFO, "host", "seckilld %s started: plugins=%s access=%s admin=%s status=%s threads=%zu", host->conf.node_id,
+            host->conf.plugins, host->conf.access_listen, host->admin ? host->conf.admin_listen : "-", host->conf.status_listen,
+            host->nhttp);
 
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))

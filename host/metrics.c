@@ -12,8 +12,7 @@ struct st_sk_metrics_thread_t {
 };
 
 /* upper bounds of the latency buckets, in seconds */
-static const double bucket_le[SK_METRICS_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
-                                                      0.1,    0.25,  0.5,   1,     2.5,  5,     10};
+static const double bucket_le[SK_METRICS_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 sk_metrics_thread_t *
 sk_metrics_thread_new(sk_host_t *host)
@@ -102,7 +101,7 @@ void
 sk_metrics_write(sk_host_t *host, FILE *out)
 {
     static const char *lnames[] = {"access", "admin", "status"};
-    uint64_t (*req)[SK_METRICS_CODES] = calloc(SK_METRICS_ROUTES, sizeof(*req));
+    uint64_t(*req)[SK_METRICS_CODES] = calloc(SK_METRICS_ROUTES, sizeof(*req));
     uint64_t lat[3][SK_METRICS_BUCKETS + 1], sum[3];
     if (req == NULL)
         abort();
@@ -142,15 +141,14 @@ sk_metrics_write(sk_host_t *host, FILE *out)
         uint64_t cum = 0;
         for (size_t b = 0; b < SK_METRICS_BUCKETS; ++b) {
             cum += lat[l][b];
-            fprintf(out, "seckill_request_duration_seconds_bucket{listener=\"%s\",le=\"%g\"} %llu\n", lnames[l],
-                    bucket_le[b], (unsigned long long)cum);
+            fprintf(out, "seckill_request_duration_seconds_bucket{listener=\"%s\",le=\"%g\"} %llu\n", lnames[l], bucket_le[b],
+                    (unsigned long long)cum);
         }
         cum += lat[l][SK_METRICS_BUCKETS];
         fprintf(out, "seckill_request_duration_seconds_bucket{listener=\"%s\",le=\"+Inf\"} %llu\n", lnames[l],
                 (unsigned long long)cum);
         fprintf(out, "seckill_request_duration_seconds_sum{listener=\"%s\"} %.6f\n", lnames[l], (double)sum[l] / 1e6);
-        fprintf(out, "seckill_request_duration_seconds_count{listener=\"%s\"} %llu\n", lnames[l],
-                (unsigned long long)cum);
+        fprintf(out, "seckill_request_duration_seconds_count{listener=\"%s\"} %llu\n", lnames[l], (unsigned long long)cum);
     }
     free(req);
 }

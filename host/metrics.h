@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include "host.h"
 
-#define SK_METRICS_ROUTES 65   /* host routes + one "other" slot */
-#define SK_METRICS_CODES 18    /* 0, 1001..1015, non-envelope 2xx-5xx */
+#define SK_METRICS_ROUTES 65 /* host routes + one "other" slot */
+#define SK_METRICS_CODES 18  /* 0, 1001..1015, non-envelope 2xx-5xx */
 #define SK_METRICS_BUCKETS 14
 
 typedef struct st_sk_metrics_thread_t sk_metrics_thread_t;

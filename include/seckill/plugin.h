@@ -104,7 +104,7 @@ typedef struct st_sk_config_t {
     char admin_db[512], admin_token[256];
     char policies_dir[512];
     char log_level[16];
-    char log_file[512]; /* extra key: empty = stderr */
+    char log_file[512];            /* extra key: empty = stderr */
     unsigned http_idle_timeout_ms; /* extra key http.idle_timeout_ms */
     int http2;                     /* extra key http.http2 (0/1), off by default */
 } sk_config_t;
@@ -124,7 +124,7 @@ typedef struct st_sk_activity_t {
     char name[132];
     int64_t start_time, end_time; /* [start, end) unix seconds */
     int64_t total;
-    int status; /* 0 disabled, 1 enabled */
+    int status;    /* 0 disabled, 1 enabled */
     int64_t speed; /* max wins per second, 0 = unlimited */
     int64_t buy_limit;
     double buy_rate;
@@ -177,8 +177,7 @@ typedef void (*sk_redis_msg_cb)(sk_redis_t *r, const char *channel, const char *
 /** Called when a thread's snapshot changes (on that thread). */
 typedef void (*sk_snapshot_cb)(void *inst, void *tstate, const sk_snapshot_t *snap);
 /** A raw etcd event under the prefix, on the control thread, in revision order (key relative to the prefix). */
-typedef void (*sk_etcd_event_cb)(void *inst, const char *key, const char *value, size_t len, int64_t mod_revision,
-                                 int is_delete);
+typedef void (*sk_etcd_event_cb)(void *inst, const char *key, const char *value, size_t len, int64_t mod_revision, int is_delete);
 
 /* ---- the plugin descriptor ---- */
 
@@ -277,22 +276,21 @@ struct st_sk_host_api_t {
 
     /* etcd, blocking with a deadline; call only on the ADMIN or CONTROL thread. key is relative to etcd.prefix.
      * Return 0, or -1 with err filled. */
-    int (*etcd_put)(sk_plugin_t *self, const char *key, const char *value, size_t len, int64_t *revision, char *err,
-                    size_t errlen);
+    int (*etcd_put)(sk_plugin_t *self, const char *key, const char *value, size_t len, int64_t *revision, char *err, size_t errlen);
     int (*etcd_delete)(sk_plugin_t *self, const char *key, int64_t *revision, char *err, size_t errlen);
     /** Lists keys under key_prefix (relative). cb is called for each, inline. */
     int (*etcd_range)(sk_plugin_t *self, const char *key_prefix,
-                      void (*cb)(void *arg, const char *key, const char *value, size_t len, int64_t mod_revision),
-                      void *arg, char *err, size_t errlen);
+                      void (*cb)(void *arg, const char *key, const char *value, size_t len, int64_t mod_revision), void *arg,
+                      char *err, size_t errlen);
     int (*etcd_up)(sk_plugin_t *self);
 
     /* Lua policies (on a host thread; each thread has its own states, swapped when the snapshot changes).
      * Each returns -1 on a failing call (budget, error, wrong types) after writing an error log. */
     int (*policy_admit)(sk_thread_t *thr, const sk_policy_req_t *r, char *reason, size_t reasonlen); /* 1/0/-1 */
-    int (*policy_allow)(sk_thread_t *thr, const sk_policy_req_t *r, const sk_policy_activity_t *a); /* 1/0/-1 */
+    int (*policy_allow)(sk_thread_t *thr, const sk_policy_req_t *r, const sk_policy_activity_t *a);  /* 1/0/-1 */
     /** token: NUL-terminated, 16..128 printable bytes; ttl: seconds (logic.token_ttl if the policy gave none) */
-    int (*policy_issue)(sk_thread_t *thr, const sk_policy_req_t *r, const sk_policy_activity_t *a, char *token,
-                        size_t tokencap, int64_t *ttl); /* 0/-1 */
+    int (*policy_issue)(sk_thread_t *thr, const sk_policy_req_t *r, const sk_policy_activity_t *a, char *token, size_t tokencap,
+                        int64_t *ttl); /* 0/-1 */
     /** Compiles and validates a policy source in a scratch state (any thread). 0, or -1 with the Lua error. */
     int (*policy_validate)(sk_plugin_t *self, const char *name, const char *src, size_t len, char *err, size_t errlen);
 };

@@ -13,14 +13,14 @@ static void
 on_snapshot(void *inst, void *tstate, const sk_snapshot_t *snap)
 {
     sk_access_t *a = inst;
-    sk_access_thread_t *t = tstate;
+    sk_thread_t *thr = a->api->thread_self();
     (void)snap;
-    /* the hook runs on every thread kind; only HTTP threads hold an sk_access_thread_t */
-    if (a->api->thread_kind(a->api->thread_self()) != SK_THREAD_HTTP)
+    /* only HTTP threads hold an sk_access_thread_t; the control thread's state is another type */
+    if (tstate == NULL || thr == NULL || a->api->thread_kind(thr) != SK_THREAD_HTTP)
         return;
     /* a changed activity (say, a raised total) voids what earlier 1007 answers taught this thread */
-    if (t != NULL && t->hmac != NULL)
-        memset(t->learned, 0, sizeof(t->learned));
+    sk_access_thread_t *t = tstate;
+    memset(t->learned, 0, sizeof(t->learned));
 }
 
 static void *

@@ -42,6 +42,7 @@ typedef struct st_stripe_t {
     uint32_t cap, bump, free_head, count;
     uint32_t *heads, mask;
     uint32_t lru_head, lru_tail; /* head = least recently touched */
+    uint32_t head_last;          /* a lower bound of the head's last second: skips touching a cold entry */
     uint64_t evictions;
 } stripe_t;
 
@@ -342,9 +343,13 @@ sk_access_limiter_hit(sk_limiter_t *l, int kind, const uint8_t key[16], int64_t 
     stripe_t *s = stripe_of(l, h);
     uint32_t now = (uint32_t)now64;
     pthread_mutex_lock(&s->mu);
-    /* reclaim idle entries as we go, a couple per call, so that the table does not fill with the dead */
-    for (int k = 0; k < 2 && s->lru_head != NIL && is_idle(at(s, s->lru_head), now); k++)
-        remove_entry(l, s, s->lru_head);
+    /* reclaim idle entries as we go, a couple per call, so that the table does not fill with the dead; the head only
+     * gets younger, so until head_last + WINDOW nothing can be idle and the (cold) head is left alone */
+    if (now >= s->head_last && now - s->head_last >= WINDOW) {
+        for (int k = 0; k < 2 && s->lru_head != NIL && is_idle(at(s, s->lru_head), now); k++)
+            remove_entry(l, s, s->lru_head);
+        s->head_last = s->lru_head != NIL ? at(s, s->lru_head)->last : now;
+    }
     uint32_t i = find(l, s, h, kind, key);
     if (i == NIL) {
         i = insert(l, s, h, kind, key, now);

@@ -82,5 +82,7 @@ sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_logic_entry_t 
     rc |= put(c, "%" PRId64, act != NULL ? act->speed : 0);
     rc |= put(c, "%" PRId64, act != NULL ? act->total : 0);
     rc |= put(c, "sk:{a%" PRId64 "}:sec:", a);
+    rc |= put(c, "%s", e->reply);
+    rc |= put(c, "%s", e->id);
     return rc == 0 && c->argc == SK_LOGIC_CALL_ARGC ? 0 : -1;
 }

@@ -66,7 +66,7 @@ int sk_logic_token_ok(const char *token);
 int sk_logic_precheck(const sk_snapshot_t *snap, const sk_logic_entry_t *e, const sk_activity_t **out);
 
 #define SK_LOGIC_CALL_NKEYS 7
-#define SK_LOGIC_CALL_NARGS 13
+#define SK_LOGIC_CALL_NARGS 15
 #define SK_LOGIC_CALL_ARGC (3 + SK_LOGIC_CALL_NKEYS + SK_LOGIC_CALL_NARGS)
 
 /** The argv of one EVALSHA of the stock script, with its own storage. */
@@ -91,7 +91,8 @@ int sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_logic_entr
 
 /* ---- stock_script.c ---- */
 
-/** The atomic step (Redis Lua 5.1). Returns {result_string, sold} (sold -1 when the step did not read it). */
+/** The atomic step (Redis Lua 5.1). PUBLISHes "<id> <result>" to the entry's reply channel and returns {result_string,
+ * sold} (sold -1 when the step did not read it). */
 extern const char sk_logic_stock_lua[];
 /** Heartbeat: ZADD the node with Redis-clock ms, drop members older than ARGV[2] ms. Returns the Redis ms. */
 extern const char sk_logic_heartbeat_lua[];

@@ -127,6 +127,27 @@ class AccessLogicFaultTest(harness.TestCase):
         wait_until(lambda: self.timed_kill()[0] == 0, timeout=10, msg="back")
 
 
+    def test_3_sigterm_answers_the_waiting(self):
+        """SIGTERM while a request waits on a stalled logic node: it still gets an answer (1008 at its deadline),
+        and the process exits 0."""
+        wait_until(lambda: self.timed_kill()[0] == 0, timeout=10, msg="a win")
+        self.logic.pause()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(4) as ex:
+                waiting = [ex.submit(self.timed_kill) for _ in range(4)]
+                time.sleep(0.3)
+                rc = self.node.stop(timeout=10)
+                results = [w.result(timeout=10) for w in waiting]
+        finally:
+            self.logic.resume()
+        self.assertEqual(rc, 0)
+        for code, took in results:
+            self.assertEqual(code, 1008)
+            self.assertLess(took, 1.0 + 1.0)
+        self.node.start()
+        wait_until(lambda: self.timed_kill()[0] == 0, timeout=15, msg="back after restart")
+
+
 class AccessSoldOutStormTest(harness.TestCase):
 
     @classmethod

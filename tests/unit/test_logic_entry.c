@@ -206,6 +206,7 @@ test_call_build(void)
     sk_activity_t act = {.activity_id = 7, .product_id = 3, .status = 1, .total = 500, .buy_limit = 2, .speed = 10};
     sk_logic_entry_t e = {.aid = 7, .pid = 3, .uid = 1001, .deadline = 1700000003000LL, .sid_ms = 1700000000123LL};
     strcpy(e.id, "n1:0:42");
+    strcpy(e.reply, "sk:reply:n1:0");
     sk_logic_pre_t pre = {.code = 0, .allow = 1, .ttl = 1800};
     strcpy(pre.token, "tok0123456789abcdef");
     sk_logic_call_t c;
@@ -233,6 +234,8 @@ test_call_build(void)
     ASSERT(argis(&c, 20, "10"));
     ASSERT(argis(&c, 21, "500"));
     ASSERT(argis(&c, 22, "sk:{a7}:sec:"));
+    ASSERT(argis(&c, 23, "sk:reply:n1:0"));
+    ASSERT(argis(&c, 24, "n1:0:42"));
 
     /* a pre-decided code carries no token even if one was issued */
     pre.code = SK_E_DISABLED;
