@@ -2,10 +2,12 @@
  * A logic WORKER thread: one Redis connection on the thread's libev loop, reading the queue in batches.
  *
  * A read (XREADGROUP, or XAUTOCLAIM of entries a dead consumer left pending) returns up to 64 entries; the policies run
- * here for each, then one EVALSHA per entry goes out in a single pipeline, and when the last script reply of the batch
- * is in, its PUBLISHes and one XACK leave together. While a backlog lasts, the next read is sent right behind a
- * batch's scripts, so up to SK_LOGIC_PIPELINE batches share each Redis event-loop pass and so each AOF fsync
- * (appendfsync always costs milliseconds per fsync on some disks). Idle, one blocking read waits for new entries.
+ * here for each, then one EVALSHA per entry goes out in a single pipeline, with the next blocking read right behind
+ * it. The script PUBLISHes its own answer, so a request is answered in the Redis pass (and the AOF fsync) that decides
+ * it; once the last script reply of a batch is in, one XACK leaves. So the critical path of a request is two Redis
+ * passes (access queues it; the logic step decides and answers it), and the reading never waits for a batch to finish:
+ * up to SK_LOGIC_PIPELINE batches are in flight, and every command that follows a blocking read (an XACK, a retry)
+ * is one no answer waits for.
  *
  * An entry whose step failed in transport stays pending and is reclaimed later: the stored result under req:<id>
  * makes a second run harmless.
@@ -18,7 +20,8 @@
 #include <time.h>
 #include "logic.h"
 
-enum { SLOT_WAIT, SLOT_RESULT, SLOT_ACK, SLOT_LEAVE };
+/* SLOT_RESULT: decided here, to publish and ack; SLOT_DONE: the script stored and published it, to ack */
+enum { SLOT_WAIT, SLOT_RESULT, SLOT_DONE, SLOT_ACK, SLOT_LEAVE };
 
 typedef struct st_sk_logic_batch_t sk_logic_batch_t;
 
@@ -53,7 +56,6 @@ struct st_sk_logic_worker_t {
     int ready;         /* the group and the script are set up on the current connection */
     int setup_pending; /* SCRIPT LOAD / XGROUP CREATE in flight */
     int reading;       /* a read in flight (one at a time) */
-    int last_full;     /* the last read filled a batch: a backlog, read again without waiting */
     unsigned nbatches; /* batches in flight */
     int busy;          /* reading || nbatches: what inflight() counts */
     int disposing;
@@ -134,6 +136,14 @@ ignore_reply(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     sk_logic_worker_t *w = data;
     if (err != NULL || (reply != NULL && reply->type == REDIS_REPLY_ERROR))
         atomic_fetch_add(&w->L->stats.redis_errors, 1);
+}
+
+/* A command sent while a blocking read is in flight runs only when that read returns (up to SK_LOGIC_BLOCK_MS): its
+ * deadline must cover that wait, or an idle queue would look like a Redis failure. */
+static unsigned
+cmd_timeout(const sk_logic_worker_t *w)
+{
+    return w->reading ? w->L->conf->redis_timeout_ms + SK_LOGIC_BLOCK_MS + 200 : 0;
 }
 
 /* ---- connection set-up ---- */
@@ -282,7 +292,7 @@ send_eval(sk_logic_worker_t *w, sk_logic_slot_t *s)
         return -1;
     }
     s->b->outstanding++;
-    if (w->api->redis_cmdargv(w->redis, on_eval, s, 0, call.argc, call.argv, call.argvlen) != 0) {
+    if (w->api->redis_cmdargv(w->redis, on_eval, s, cmd_timeout(w), call.argc, call.argv, call.argvlen) != 0) {
         s->b->outstanding--;
         s->state = SLOT_LEAVE;
         return -1;
@@ -339,7 +349,7 @@ on_eval(sk_redis_t *r, redisReply *reply, const char *err, void *data)
                sk_logic_result_parse(&s->res, reply->element[0]->str, reply->element[0]->len) == 0) {
         if (reply->element[1]->type == REDIS_REPLY_INTEGER && reply->element[1]->integer >= 0)
             cache_sold(w, s->e.aid, reply->element[1]->integer);
-        s->state = SLOT_RESULT;
+        s->state = SLOT_DONE;
     } else {
         atomic_fetch_add(&w->L->stats.script_errors, 1);
         wlog(w, SK_LOG_ERROR, "stock script gave an unexpected reply for %s", s->e.id);
@@ -370,6 +380,8 @@ finish_batch(sk_logic_batch_t *b)
             atomic_fetch_add(&w->L->stats.left_pending, 1);
             continue;
         }
+        if (s->state == SLOT_DONE)
+            atomic_fetch_add(&w->L->stats.decisions[sk_logic_code_index(s->res.code)], 1);
         if (s->state == SLOT_RESULT) {
             atomic_fetch_add(&w->L->stats.decisions[sk_logic_code_index(s->res.code)], 1);
             char msg[512];
@@ -378,7 +390,7 @@ finish_batch(sk_logic_batch_t *b)
                 const char *pargv[] = {"PUBLISH", s->e.reply, msg};
                 size_t pargvlen[] = {7, strlen(s->e.reply), (size_t)len};
                 /* publish before the ack: a crash in between only makes another node answer again, from req:<id> */
-                w->api->redis_cmdargv(w->redis, ignore_reply, w, 0, 3, pargv, pargvlen);
+                w->api->redis_cmdargv(w->redis, ignore_reply, w, cmd_timeout(w), 3, pargv, pargvlen);
             }
         }
         argv[argc] = s->e.sid;
@@ -386,7 +398,7 @@ finish_batch(sk_logic_batch_t *b)
         argc++;
     }
     if (argc > 3)
-        w->api->redis_cmdargv(w->redis, ignore_reply, w, 0, argc, argv, argvlen);
+        w->api->redis_cmdargv(w->redis, ignore_reply, w, cmd_timeout(w), argc, argv, argvlen);
     b->used = 0;
     b->n = 0;
     b->reload_sent = 0;
@@ -415,8 +427,8 @@ run_batch(sk_logic_batch_t *b)
 }
 
 /* Takes a free batch (pump() reads only when there is one) and runs the entries, an array of [id, [field, value, ...]].
- * With a backlog, the next read goes out before this batch's scripts: Redis then hands over the next entries at once,
- * and the policies of batch k+1 run here while Redis runs the scripts of batch k. */
+ * The next read goes out right behind this batch's scripts, never before them: it may block, and a blocked read holds
+ * back every later command on the connection. */
 static void
 load_entries(sk_logic_worker_t *w, const redisReply *entries)
 {
@@ -433,7 +445,6 @@ load_entries(sk_logic_worker_t *w, const redisReply *entries)
     b->reload_sent = 0;
     w->nbatches++;
     update_busy(w);
-    pump(w);
     for (size_t i = 0; i < entries->elements && b->n < SK_LOGIC_BATCH; ++i) {
         const redisReply *en = entries->element[i];
         if (en->type != REDIS_REPLY_ARRAY || en->elements < 2 || en->element[0]->type != REDIS_REPLY_STRING)
@@ -441,6 +452,7 @@ load_entries(sk_logic_worker_t *w, const redisReply *entries)
         sk_logic_slot_t *s = &b->slots[b->n++];
         s->b = b;
         s->retried = 0;
+        s->state = SLOT_ACK;
         s->has_act = 0;
         const redisReply *fields = en->element[1];
         const char *fv[64];
@@ -488,7 +500,6 @@ read_failed(sk_logic_worker_t *w, redisReply *reply, const char *err, const char
     /* the group or the stream went away (FLUSHALL, a Redis without its AOF): set them up again */
     if (err == NULL && err_is(reply, "NOGROUP"))
         set_ready(w, 0);
-    w->last_full = 0;
     w->api->timer_start(w->timer, 100);
     return 1;
 }
@@ -508,10 +519,8 @@ on_read(sk_redis_t *r, redisReply *reply, const char *err, void *data)
         reply->element[0]->element[1]->elements > 0) {
         const redisReply *entries = reply->element[0]->element[1];
         atomic_fetch_add(&w->L->stats.read, entries->elements);
-        w->last_full = entries->elements >= SK_LOGIC_BATCH;
         load_entries(w, entries);
     } else {
-        w->last_full = 0;
         if (atomic_load(&w->L->stopping) && w->nbatches == 0)
             w->drained = 1;
     }
@@ -545,25 +554,19 @@ on_claim(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     pump(w);
 }
 
+/* Always BLOCK: with a backlog it answers at once; without one, Redis hands over the first entry queued. A blocked
+ * read holds back every later command on the connection, which is why scripts are sent before it, never after. */
 static int
-send_read(sk_logic_worker_t *w, int block)
+send_read(sk_logic_worker_t *w)
 {
-    const char *argv[] = {"XREADGROUP",    "GROUP", SK_LOGIC_GROUP, w->consumer, "COUNT", "64", "STREAMS",
-                          SK_LOGIC_STREAM, ">",     NULL,           NULL};
-    int argc = 9;
-    if (block) {
-        /* BLOCK only when nothing else is in flight: a blocked read holds back every later command on the connection */
-        memmove(argv + 8, argv + 6, 3 * sizeof(argv[0]));
-        argv[6] = "BLOCK";
-        argv[7] = "100";
-        argc = 11;
-    }
+    const char *argv[] = {"XREADGROUP",        "GROUP",   SK_LOGIC_GROUP,  w->consumer, "COUNT", SK_LOGIC_BATCH_S, "BLOCK",
+                          SK_LOGIC_BLOCK_MS_S, "STREAMS", SK_LOGIC_STREAM, ">"};
     size_t argvlen[11];
-    for (int i = 0; i < argc; ++i)
+    for (int i = 0; i < 11; ++i)
         argvlen[i] = strlen(argv[i]);
     /* the host's deadline must exceed the block time, or every idle read would count as a Redis failure */
-    unsigned timeout = block ? w->L->conf->redis_timeout_ms + SK_LOGIC_BLOCK_MS + 200 : 0;
-    return w->api->redis_cmdargv(w->redis, on_read, w, timeout, argc, argv, argvlen);
+    unsigned timeout = w->L->conf->redis_timeout_ms + SK_LOGIC_BLOCK_MS + 200;
+    return w->api->redis_cmdargv(w->redis, on_read, w, timeout, 11, argv, argvlen);
 }
 
 static void
@@ -589,11 +592,11 @@ pump(sk_logic_worker_t *w)
         w->drained = 1;
         return;
     }
-    if (w->nbatches >= SK_LOGIC_PIPELINE || (w->nbatches > 0 && !w->last_full))
+    if (w->nbatches >= SK_LOGIC_PIPELINE)
         return; /* finish_batch() pumps again */
     uint64_t now = w->api->now_ms(w->thr);
     int rc;
-    if (w->nbatches == 0 && !stopping && now - w->last_claim_ms >= SK_LOGIC_CLAIM_EVERY_MS) {
+    if (!stopping && now - w->last_claim_ms >= SK_LOGIC_CLAIM_EVERY_MS) {
         w->last_claim_ms = now;
         const char *argv[] = {"XAUTOCLAIM", SK_LOGIC_STREAM, SK_LOGIC_GROUP, w->consumer, "1000", w->claim_cursor, "COUNT", "64"};
         size_t argvlen[8];
@@ -601,7 +604,7 @@ pump(sk_logic_worker_t *w)
             argvlen[i] = strlen(argv[i]);
         rc = w->api->redis_cmdargv(w->redis, on_claim, w, 0, 8, argv, argvlen);
     } else {
-        rc = send_read(w, w->nbatches == 0);
+        rc = send_read(w);
     }
     if (rc != 0) {
         set_ready(w, 0);

@@ -17,8 +17,10 @@
 #define SK_LOGIC_GROUP "logic"
 #define SK_LOGIC_ALIVE "sk:logic:alive"
 #define SK_LOGIC_BATCH 64
+#define SK_LOGIC_BATCH_S "64"
 #define SK_LOGIC_PIPELINE 4 /* batches in flight per worker */
 #define SK_LOGIC_BLOCK_MS 100
+#define SK_LOGIC_BLOCK_MS_S "100"
 #define SK_LOGIC_CLAIM_IDLE_MS 1000
 #define SK_LOGIC_CLAIM_EVERY_MS 500
 #define SK_LOGIC_HEARTBEAT_MS 500
