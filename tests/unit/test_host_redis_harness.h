@@ -394,7 +394,7 @@ run_suite(sk_thread_kind_t kind, const char *name, void (*suite)(void))
     cx->thr = sk_thread_new(&cx->host, kind, 0);
     ASSERT(cx->thr != NULL);
     ASSERT_EQ(sk_thread_start(cx->thr, run_loop), 0);
-    on_thread(t_noop); /* the thread is running: its own fds (the h2o message queue's pipe) exist */
+    on_thread(t_noop);     /* the thread is running: its own fds (the h2o message queue's pipe) exist */
     int fds = count_fds(); /* with the loop's own fds: h2o 2.2.5 never closes its epoll fd */
     fprintf(stderr, "== on %s\n", name);
     on_thread(t_new);
