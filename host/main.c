@@ -441,6 +441,7 @@ main(int argc, char **argv)
     drain(host);
 
     stop_all_threads(host);
+    h2o_config_dispose(&host->h2o_conf);
     sk_plugins_destroy(host);
     sk_etcd_free(host->etcd);
     release_node_lock(host);

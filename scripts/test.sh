@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every check SecKill has, and exits non-zero if any fails:
 #   1. scripts/setup.sh: packages and the RelWithDebInfo build in ./build
-#   2. the whole CTest suite in ./build (unit, integration, style)
-#   3. an ASan+UBSan build of the unit tests in ./build-asan, and `ctest -L unit` there
+#   2. an ASan+UBSan build of the unit tests (plus seckilld and the access plugin, for the fault runs) in
+#      ./build-asan, and `ctest -L unit` there
+#   3. the whole CTest suite in ./build (unit, integration, style)
 #   4. scripts/check-format.sh (clang-format --dry-run --Werror over our C files)
 # The last line is a one-line summary. Used by .ci/run (fresh clone, root, CI=true, no stdin).
 #
 # Environment: SK_JOBS (default 2), SK_BUILD_DIR / SK_ASAN_BUILD_DIR (./build, ./build-asan),
-# SK_SKIP_ASAN=1 to skip step 3, SK_CTEST_ARGS for extra ctest arguments in step 2 (e.g. "-L unit").
+# SK_SKIP_ASAN=1 to skip step 2, SK_CTEST_ARGS for extra ctest arguments in step 3 (e.g. "-L unit").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -56,7 +57,8 @@ asan_unit_tests() {
         cat "$ASAN_DIR/configure.log"
         return 1
     }
-    cmake --build "$ASAN_DIR" -j"$JOBS" --target "${targets[@]}" || return 1
+    # seckilld and the access plugin too: the fault runs start one access node under ASan (harness Node(asan=True))
+    cmake --build "$ASAN_DIR" -j"$JOBS" --target "${targets[@]}" seckilld access || return 1
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1} \
         UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
         ctest --test-dir "$ASAN_DIR" -L unit --output-on-failure --no-tests=error -j"$JOBS"
@@ -67,10 +69,12 @@ if step setup bash scripts/setup.sh; then
     built=1
 fi
 if [ "$built" = 1 ]; then
-    step ctest run_ctest
+    # ASan first, so that the integration tests find the sanitized seckilld it builds
     if [ "${SK_SKIP_ASAN:-0}" != 1 ]; then
         step asan asan_unit_tests
+        export SK_ASAN_BUILD_DIR=$ASAN_DIR
     fi
+    step ctest run_ctest
 else
     summary+=("ctest skipped (build failed)")
     summary+=("asan skipped (build failed)")
