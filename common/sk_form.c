@@ -138,7 +138,7 @@ const sk_form_param_t *
 sk_form_get(const sk_form_t *f, const char *name)
 {
     for (size_t i = 0; i < f->n; i++)
-        if (strcmp(f->params[i].name, name) == 0)
+        if (f->params[i].name[0] == name[0] && strcmp(f->params[i].name, name) == 0)
             return &f->params[i];
     return NULL;
 }

@@ -1,33 +1,39 @@
 /*
- * HMAC-SHA256 with reused OpenSSL 3 EVP_MAC contexts, and the SPEC §4 signature.
+ * HMAC-SHA256 on OpenSSL's SHA-256 block functions, and the SPEC §4 signature.
  *
- * A verification alternates two keys (the server secret, then the user's key), so the context keeps two slots, each
- * remembering the key it holds: re-initialising a slot with its own key (EVP_MAC_init with a NULL key) costs about half
- * of a re-key (STACK.md).
+ * HMAC(K, m) = H(K^opad || H(K^ipad || m)). The two states after the first block depend on the key alone, so a context
+ * keeps them for the last keys it saw (the server secret, mostly): a verification then costs the message blocks only.
+ * The EVP_MAC route (re-init, provider dispatch, parameter arrays) cost about twice as much per request; the SHA256_*
+ * functions are deprecated in OpenSSL 3 but are the same assembly (SHA-NI where the CPU has it) without the dispatch.
  */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "sk_sign.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
+#include <openssl/sha.h>
 
 #define SLOT_KEY_MAX 128
 #define NSLOTS 2
+#define BLOCK 64
+
+/* The inner and outer states of one key, after its padded block. */
+typedef struct st_sk_hmac_pads_t {
+    SHA256_CTX inner, outer;
+} sk_hmac_pads_t;
 
 typedef struct st_sk_hmac_slot_t {
-    EVP_MAC_CTX *ctx;
+    sk_hmac_pads_t pads;
     unsigned char key[SLOT_KEY_MAX];
-    size_t keylen; /* SIZE_MAX: the slot holds no reusable key */
+    size_t keylen; /* SIZE_MAX: the slot holds no key */
     uint64_t last_use;
 } sk_hmac_slot_t;
 
 struct st_sk_hmac_t {
-    EVP_MAC *mac;
     sk_hmac_slot_t slots[NSLOTS];
     uint64_t tick;
 };
@@ -38,20 +44,9 @@ sk_hmac_new(void)
     sk_hmac_t *h = calloc(1, sizeof(*h));
     if (h == NULL)
         return NULL;
-    if ((h->mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
-        goto Error;
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
-    for (size_t i = 0; i < NSLOTS; i++) {
-        sk_hmac_slot_t *s = &h->slots[i];
-        s->keylen = SIZE_MAX;
-        if ((s->ctx = EVP_MAC_CTX_new(h->mac)) == NULL || !EVP_MAC_CTX_set_params(s->ctx, params))
-            goto Error;
-    }
+    for (size_t i = 0; i < NSLOTS; i++)
+        h->slots[i].keylen = SIZE_MAX;
     return h;
-Error:
-    sk_hmac_free(h);
-    return NULL;
 }
 
 void
@@ -59,12 +54,44 @@ sk_hmac_free(sk_hmac_t *h)
 {
     if (h == NULL)
         return;
-    for (size_t i = 0; i < NSLOTS; i++) {
-        EVP_MAC_CTX_free(h->slots[i].ctx);
-        OPENSSL_cleanse(h->slots[i].key, sizeof(h->slots[i].key));
-    }
-    EVP_MAC_free(h->mac);
+    OPENSSL_cleanse(h, sizeof(*h));
     free(h);
+}
+
+static int
+pads_init(sk_hmac_pads_t *p, const void *key, size_t keylen)
+{
+    unsigned char k[BLOCK], pad[BLOCK];
+    memset(k, 0, sizeof(k));
+    if (keylen > BLOCK) {
+        /* RFC 2104: a key longer than a block is replaced by its hash */
+        SHA256_CTX c;
+        if (!SHA256_Init(&c) || !SHA256_Update(&c, key, keylen) || !SHA256_Final(k, &c))
+            return -1;
+    } else if (keylen > 0) {
+        memcpy(k, key, keylen);
+    }
+    for (size_t i = 0; i < BLOCK; i++)
+        pad[i] = k[i] ^ 0x36;
+    int ok = SHA256_Init(&p->inner) && SHA256_Update(&p->inner, pad, BLOCK);
+    for (size_t i = 0; i < BLOCK; i++)
+        pad[i] = k[i] ^ 0x5c;
+    ok = ok && SHA256_Init(&p->outer) && SHA256_Update(&p->outer, pad, BLOCK);
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    return ok ? 0 : -1;
+}
+
+static int
+pads_mac(const sk_hmac_pads_t *p, const void *msg, size_t msglen, uint8_t out[32])
+{
+    SHA256_CTX c = p->inner;
+    uint8_t ih[32];
+    int ok = SHA256_Update(&c, msg, msglen) && SHA256_Final(ih, &c);
+    c = p->outer;
+    ok = ok && SHA256_Update(&c, ih, sizeof(ih)) && SHA256_Final(out, &c);
+    OPENSSL_cleanse(&c, sizeof(c));
+    return ok ? 0 : -1;
 }
 
 int
@@ -80,26 +107,28 @@ sk_hmac_sha256(sk_hmac_t *h, const void *key, size_t keylen, const void *msg, si
         if (s->last_use < lru->last_use)
             lru = s;
     }
-    int ok;
-    if (slot != NULL) {
-        ok = EVP_MAC_init(slot->ctx, NULL, 0, NULL);
-    } else {
+    if (slot == NULL) {
         slot = lru;
-        ok = EVP_MAC_init(slot->ctx, key, keylen, NULL);
-        if (ok && keylen <= SLOT_KEY_MAX) {
+        slot->keylen = SIZE_MAX;
+        if (pads_init(&slot->pads, key, keylen) != 0)
+            return -1;
+        if (keylen <= SLOT_KEY_MAX) {
             memcpy(slot->key, key, keylen);
             slot->keylen = keylen;
-        } else {
-            slot->keylen = SIZE_MAX;
         }
     }
     slot->last_use = ++h->tick;
-    size_t outlen = 0;
-    if (!ok || !EVP_MAC_update(slot->ctx, msg, msglen) || !EVP_MAC_final(slot->ctx, out, &outlen, 32) || outlen != 32) {
-        slot->keylen = SIZE_MAX;
-        return -1;
-    }
-    return 0;
+    return pads_mac(&slot->pads, msg, msglen, out);
+}
+
+/* One MAC under a key that will not come back (a user key): no slot is looked up or evicted for it. */
+static int
+hmac_once(const void *key, size_t keylen, const void *msg, size_t msglen, uint8_t out[32])
+{
+    sk_hmac_pads_t p;
+    int rc = pads_init(&p, key, keylen) == 0 ? pads_mac(&p, msg, msglen, out) : -1;
+    OPENSSL_cleanse(&p, sizeof(p));
+    return rc;
 }
 
 void
@@ -163,7 +192,7 @@ sk_sign_user_key(sk_hmac_t *h, const char *secret, int64_t user_id, char out[65]
 
 static int
 sign_raw(sk_hmac_t *h, const char *user_key, const char *scope, int64_t user_id, int64_t product_id, int64_t time,
-         const char *nance, uint8_t md[32])
+         const char *nance, int once, uint8_t md[32])
 {
     char msg[256];
     size_t sl = strlen(scope), nl = strlen(nance);
@@ -181,7 +210,8 @@ sign_raw(sk_hmac_t *h, const char *user_key, const char *scope, int64_t user_id,
     *p++ = ':';
     memcpy(p, nance, nl);
     p += nl;
-    return sk_hmac_sha256(h, user_key, strlen(user_key), msg, (size_t)(p - msg), md);
+    size_t kl = strlen(user_key);
+    return once ? hmac_once(user_key, kl, msg, (size_t)(p - msg), md) : sk_hmac_sha256(h, user_key, kl, msg, (size_t)(p - msg), md);
 }
 
 int
@@ -189,7 +219,7 @@ sk_sign_request(sk_hmac_t *h, const char *user_key, const char *scope, int64_t u
                 const char *nance, char out[65])
 {
     uint8_t md[32];
-    if (sign_raw(h, user_key, scope, user_id, product_id, time, nance, md) != 0)
+    if (sign_raw(h, user_key, scope, user_id, product_id, time, nance, 0, md) != 0)
         return -1;
     sk_hex_encode(md, 32, out);
     return 0;
@@ -220,7 +250,7 @@ sk_sign_verify(sk_hmac_t *h, const char *secret, const char *scope, int64_t user
     char user_key[65];
     uint8_t want[32];
     if (sk_sign_user_key(h, secret, user_id, user_key) != 0 ||
-        sign_raw(h, user_key, scope, user_id, product_id, time, nance, want) != 0)
+        sign_raw(h, user_key, scope, user_id, product_id, time, nance, 1, want) != 0)
         return 0;
     int eq = CRYPTO_memcmp(given, want, 32) == 0;
     OPENSSL_cleanse(user_key, sizeof(user_key));

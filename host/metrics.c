@@ -13,6 +13,9 @@ struct st_sk_metrics_thread_t {
 
 /* upper bounds of the latency buckets, in seconds */
 static const double bucket_le[SK_METRICS_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+/* the same bounds in µs, so that counting an answer needs no floating point */
+static const int64_t bucket_le_us[SK_METRICS_BUCKETS] = {500,    1000,   2000,   5000,    10000,   25000,   50000,
+                                                         100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 
 sk_metrics_thread_t *
 sk_metrics_thread_new(sk_host_t *host)
@@ -72,9 +75,8 @@ sk_metrics_observe(h2o_req_t *req, int code)
     int64_t us = (int64_t)(now.tv_sec - req->processed_at.at.tv_sec) * 1000000 + (now.tv_usec - req->processed_at.at.tv_usec);
     if (us < 0)
         us = 0;
-    double s = (double)us / 1e6;
     size_t b = 0;
-    while (b < SK_METRICS_BUCKETS && s > bucket_le[b])
+    while (b < SK_METRICS_BUCKETS && us > bucket_le_us[b])
         ++b;
     bump(&m->latency[listener][b], 1);
     bump(&m->latency_sum_us[listener], (uint64_t)us);

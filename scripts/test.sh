@@ -57,8 +57,9 @@ asan_unit_tests() {
         cat "$ASAN_DIR/configure.log"
         return 1
     }
-    # seckilld and the access plugin too: the fault runs start one access node under ASan (harness Node(asan=True))
-    cmake --build "$ASAN_DIR" -j"$JOBS" --target "${targets[@]}" seckilld access || return 1
+    # seckilld and the plugins too (their libraries are built for the unit tests anyway): the fault runs start one
+    # access node under ASan (harness Node(asan=True))
+    cmake --build "$ASAN_DIR" -j"$JOBS" --target "${targets[@]}" seckilld access logic admin || return 1
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1} \
         UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
         ctest --test-dir "$ASAN_DIR" -L unit --output-on-failure --no-tests=error -j"$JOBS"

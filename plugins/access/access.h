@@ -89,6 +89,13 @@ typedef struct st_sk_access_thread_t {
     sk_access_pending_t **buckets;
     size_t mask, npending;
     sk_access_pending_t *dl_head, *dl_tail; /* creation order = deadline order */
+    /* requests answered 1013 on a Redis timeout, settled in Redis when the connection is back (bounded: the oldest
+     * are dropped, their scripts' own Redis-clock guard still holds) */
+    struct {
+        int64_t activity_id;
+        uint64_t seq;
+    } unsettled[1024];
+    size_t nunsettled;
     sk_timer_t *timer;
 } sk_access_thread_t;
 

@@ -366,6 +366,15 @@ sk_access_limiter_hit(sk_limiter_t *l, int kind, const uint8_t key[16], int64_t 
 }
 
 void
+sk_access_limiter_prefetch(sk_limiter_t *l, int kind, const uint8_t key[16])
+{
+    uint64_t h = hash_key(l, kind, key);
+    const stripe_t *s = stripe_of(l, h);
+    /* heads and mask never change after creation; the prefetch is only a hint and reads nothing under contention */
+    __builtin_prefetch(&s->heads[h & s->mask], 0);
+}
+
+void
 sk_access_limiter_peek(sk_limiter_t *l, int kind, const uint8_t key[16], int64_t now64, uint32_t *sec, uint32_t *min)
 {
     uint64_t h = hash_key(l, kind, key);

@@ -21,6 +21,8 @@ sk_limiter_t *sk_access_limiter_new(size_t max_entries);
 void sk_access_limiter_free(sk_limiter_t *l);
 /** Counts one request of `key` (16 bytes) at unix second `now` and returns the counts including it. */
 void sk_access_limiter_hit(sk_limiter_t *l, int kind, const uint8_t key[16], int64_t now, uint32_t *sec, uint32_t *min);
+/** Starts loading the hash bucket of `key` so that a later hit's cache miss overlaps other work. Changes nothing. */
+void sk_access_limiter_prefetch(sk_limiter_t *l, int kind, const uint8_t key[16]);
 /** The counts of `key` at `now` without counting (0/0 when unknown). */
 void sk_access_limiter_peek(sk_limiter_t *l, int kind, const uint8_t key[16], int64_t now, uint32_t *sec, uint32_t *min);
 /** Entries held now (any thread). */

@@ -22,6 +22,12 @@ const char sk_access_queue_lua[] =
     "if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2]) then return 1013 end\n"
     "return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))\n";
 
+/* Settles a request whose outcome this node does not know: stores `ARGV[1]` as its result unless the logic layer
+ * already stored one, and returns whichever is in effect. The logic script returns a stored result as is, so once this
+ * ran the request can never win behind the client's back (SPEC §8.5). */
+static const char settle_lua[] = "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', 3600) then return ARGV[1] end\n"
+                                 "return redis.call('GET', KEYS[1])\n";
+
 struct st_pending_ref_t;
 
 struct st_sk_access_pending_t {
@@ -32,7 +38,9 @@ struct st_sk_access_pending_t {
     uint64_t seq, deadline_loop_ms;
     int64_t product_id, activity_id, user_id, now, ttl, deadline_redis_ms, script_deadline_ms;
     char nance[SK_ACCESS_NANCE_MAX + 1], ip[48];
-    unsigned answered : 1, in_redis : 1, retried : 1;
+    /* uncertain: the queue script was sent but its reply was lost with the connection, so the request may be queued;
+     * resolving: out of the deadline list, its fate being settled in Redis (see settle()) */
+    unsigned answered : 1, in_redis : 1, retried : 1, uncertain : 1, resolving : 1, settling : 1;
 };
 
 typedef struct st_pending_ref_t {
@@ -98,6 +106,8 @@ dl_append(sk_access_thread_t *t, sk_access_pending_t *p)
 static void
 dl_unlink(sk_access_thread_t *t, sk_access_pending_t *p)
 {
+    if (p->dl_prev == NULL && p->dl_next == NULL && t->dl_head != p)
+        return; /* not in the list (taken out at its deadline) */
     if (p->dl_prev != NULL)
         p->dl_prev->dl_next = p->dl_next;
     else
@@ -151,14 +161,26 @@ on_ref_dispose(void *arg)
     }
 }
 
+static int settle(sk_access_pending_t *p, const char *marker);
+
 static void
 on_deadline(sk_timer_t *tm, void *data)
 {
     sk_access_thread_t *t = data;
     uint64_t now = t->a->api->now_ms(t->thr);
     while (t->dl_head != NULL && t->dl_head->deadline_loop_ms <= now) {
-        atomic_fetch_add(&t->a->timeouts, 1);
-        answer(t->dl_head, SK_E_TIMEOUT, "timed out waiting for the logic layer", NULL);
+        sk_access_pending_t *p = t->dl_head;
+        /* a 1008 must consume no stock: settle it in Redis first, which also catches an answer we never heard (a
+         * reply channel that was down); without Redis the logic layer's own earlier deadline covers it */
+        dl_unlink(t, p);
+        if (p->in_redis && p->settling) {
+            p->resolving = 1; /* the settle under way answers */
+            continue;
+        }
+        if (p->in_redis || settle(p, "1008 - 0") != 0) {
+            atomic_fetch_add(&t->a->timeouts, 1);
+            answer(p, SK_E_TIMEOUT, "timed out waiting for the logic layer", NULL);
+        }
     }
     if (t->dl_head != NULL)
         t->a->api->timer_start(tm, t->dl_head->deadline_loop_ms - now);
@@ -167,6 +189,7 @@ on_deadline(sk_timer_t *tm, void *data)
 /* ---- the script ---- */
 
 static void on_script(sk_redis_t *r, redisReply *reply, const char *err, void *data);
+static void remember_unsettled(sk_access_thread_t *t, int64_t activity_id, uint64_t seq);
 
 static int
 send_script(sk_access_pending_t *p, int as_eval)
@@ -230,7 +253,16 @@ on_script(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     }
     if (err != NULL) {
         atomic_fetch_add(&a->redis_errors, 1);
-        answer(p, SK_E_UNAVAILABLE, "service unavailable: Redis unreachable or too slow", NULL);
+        if (strcmp(err, "timeout") == 0) {
+            /* the script does nothing when Redis runs it after script_deadline_ms, so a stalled Redis that runs it
+             * later cannot queue it; remember it anyway and settle it once Redis answers again */
+            remember_unsettled(p->t, p->activity_id, p->seq);
+            answer(p, SK_E_UNAVAILABLE, "service unavailable: Redis too slow", NULL);
+        } else {
+            /* the connection dropped with the script sent: it may have run. Wait (up to the deadline) for the
+             * connection to return and settle the request there, rather than answer 1013 for a queued request. */
+            p->uncertain = 1;
+        }
     } else if (reply->type == REDIS_REPLY_ERROR) {
         if (!p->retried && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
             p->retried = 1;
@@ -306,31 +338,12 @@ sk_access_queue_submit(sk_access_thread_t *t, h2o_req_t *req, const sk_access_si
         answer(p, SK_E_UNAVAILABLE, "service unavailable: Redis unreachable", NULL);
 }
 
-/* ---- answers on the reply channel: "<id> <code> <token> <expires_at>" ---- */
-
+/* Answers p with a logic-layer result: code, token ("-" when none) and expires_at. */
 static void
-on_reply_msg(sk_redis_t *r, const char *channel, const char *msg, size_t len, void *data)
+deliver(sk_access_pending_t *p, int64_t code, const char *token, const char *exp_s)
 {
-    sk_access_thread_t *t = data;
+    sk_access_thread_t *t = p->t;
     sk_access_t *a = t->a;
-    (void)r;
-    (void)channel;
-    char buf[512];
-    if (len >= sizeof(buf))
-        return;
-    memcpy(buf, msg, len);
-    buf[len] = '\0';
-    char *save = NULL, *id = strtok_r(buf, " ", &save), *code_s = strtok_r(NULL, " ", &save), *token = strtok_r(NULL, " ", &save),
-         *exp_s = strtok_r(NULL, " ", &save);
-    size_t plen = strlen(t->id_prefix);
-    int64_t seq, code;
-    if (id == NULL || code_s == NULL || strncmp(id, t->id_prefix, plen) != 0 ||
-        sk_parse_int64(id + plen, strlen(id + plen), 1, INT64_MAX, &seq) != 0 ||
-        sk_parse_int64(code_s, strlen(code_s), 0, 9999, &code) != 0)
-        return;
-    sk_access_pending_t *p = map_find(t, (uint64_t)seq);
-    if (p == NULL)
-        return; /* answered already (deadline, or the client left) */
     switch (code) {
     case SK_OK: {
         int64_t expires = 0;
@@ -381,6 +394,101 @@ on_reply_msg(sk_redis_t *r, const char *channel, const char *msg, size_t len, vo
     }
 }
 
+/* ---- settling requests whose fate this node does not know ---- */
+
+static void
+on_settled(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    sk_access_pending_t *p = data;
+    (void)r;
+    p->in_redis = 0;
+    p->settling = 0;
+    if (p->answered) {
+        free(p);
+        return;
+    }
+    char buf[512];
+    int64_t code;
+    if (err == NULL && reply->type == REDIS_REPLY_STRING && reply->len < sizeof(buf)) {
+        memcpy(buf, reply->str, reply->len);
+        buf[reply->len] = '\0';
+        char *save = NULL, *code_s = strtok_r(buf, " ", &save), *token = strtok_r(NULL, " ", &save),
+             *exp_s = strtok_r(NULL, " ", &save);
+        if (code_s != NULL && sk_parse_int64(code_s, strlen(code_s), 0, 9999, &code) == 0) {
+            p->uncertain = 0;
+            if (code == SK_E_UNAVAILABLE)
+                answer(p, SK_E_UNAVAILABLE, "service unavailable: Redis connection lost, request cancelled", NULL);
+            else
+                deliver(p, code, token, exp_s);
+            return;
+        }
+    }
+    /* still unknown: past the deadline the logic layer's earlier Redis-clock deadline covers it; before, the next
+     * reconnect or the deadline tries again */
+    if (p->resolving) {
+        atomic_fetch_add(&p->t->a->timeouts, 1);
+        answer(p, SK_E_TIMEOUT, "timed out waiting for the logic layer", NULL);
+    }
+}
+
+/* Sends the settle script for p with `marker` ("1008 - 0" or "1013 - 0"). 0, or -1 when Redis is not reachable. */
+static int
+settle(sk_access_pending_t *p, const char *marker)
+{
+    sk_access_thread_t *t = p->t;
+    char key[256];
+    snprintf(key, sizeof(key), "sk:{a%" PRId64 "}:req:%s%" PRIu64, p->activity_id, t->id_prefix, p->seq);
+    const char *argv[] = {"EVAL", settle_lua, "1", key, marker};
+    size_t lens[] = {4, strlen(settle_lua), 1, strlen(key), strlen(marker)};
+    if (t->a->api->redis_cmdargv(t->cmd, on_settled, p, 0, 5, argv, lens) != 0)
+        return -1;
+    p->in_redis = 1;
+    p->settling = 1;
+    if (p->dl_prev == NULL && p->dl_next == NULL && t->dl_head != p)
+        p->resolving = 1; /* taken out of the deadline list: this is its last chance */
+    return 0;
+}
+
+static void
+remember_unsettled(sk_access_thread_t *t, int64_t activity_id, uint64_t seq)
+{
+    size_t cap = sizeof(t->unsettled) / sizeof(t->unsettled[0]);
+    if (t->nunsettled == cap) {
+        memmove(t->unsettled, t->unsettled + 1, (cap - 1) * sizeof(t->unsettled[0]));
+        t->nunsettled--;
+    }
+    t->unsettled[t->nunsettled].activity_id = activity_id;
+    t->unsettled[t->nunsettled].seq = seq;
+    t->nunsettled++;
+}
+
+/* ---- answers on the reply channel: "<id> <code> <token> <expires_at>" ---- */
+
+static void
+on_reply_msg(sk_redis_t *r, const char *channel, const char *msg, size_t len, void *data)
+{
+    sk_access_thread_t *t = data;
+    (void)r;
+    (void)channel;
+    char buf[512];
+    if (len >= sizeof(buf))
+        return;
+    memcpy(buf, msg, len);
+    buf[len] = '\0';
+    char *save = NULL, *id = strtok_r(buf, " ", &save), *code_s = strtok_r(NULL, " ", &save), *token = strtok_r(NULL, " ", &save),
+         *exp_s = strtok_r(NULL, " ", &save);
+    size_t plen = strlen(t->id_prefix);
+    int64_t seq, code;
+    if (id == NULL || code_s == NULL || strncmp(id, t->id_prefix, plen) != 0 ||
+        sk_parse_int64(id + plen, strlen(id + plen), 1, INT64_MAX, &seq) != 0 ||
+        sk_parse_int64(code_s, strlen(code_s), 0, 9999, &code) != 0)
+        return;
+    sk_access_pending_t *p = map_find(t, (uint64_t)seq);
+    if (p == NULL)
+        return; /* answered already (deadline, or the client left) */
+    deliver(p, code, token, exp_s);
+}
+
 static void
 on_script_loaded(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
@@ -397,6 +505,17 @@ on_cmd_connect(sk_redis_t *r, void *data)
     /* loading ahead saves the NOSCRIPT round trip after a Redis restart */
     t->a->api->redis_cmd(r, on_script_loaded, NULL, "SCRIPT LOAD %s", sk_access_queue_lua);
     t->a->api->redis_cmd(r, on_script_loaded, NULL, "SCRIPT LOAD %s", sk_access_result_lua);
+    for (sk_access_pending_t *p = t->dl_head; p != NULL; p = p->dl_next)
+        if (p->uncertain && !p->in_redis && !p->answered)
+            settle(p, "1013 - 0");
+    /* requests answered 1013 on a timeout: make sure a late run of their script can never turn into a win */
+    for (size_t i = 0; i < t->nunsettled; ++i) {
+        char key[256];
+        snprintf(key, sizeof(key), "sk:{a%" PRId64 "}:req:%s%" PRIu64, t->unsettled[i].activity_id, t->id_prefix,
+                 t->unsettled[i].seq);
+        t->a->api->redis_cmd(r, on_script_loaded, NULL, "SET %s %s NX EX 3600", key, "1013 - 0");
+    }
+    t->nunsettled = 0;
 }
 
 int
@@ -428,6 +547,10 @@ sk_access_queue_dispose(sk_access_thread_t *t)
     /* the loop has stopped, so whoever still waits (only after a forced stop) is dropped without an answer */
     while (t->dl_head != NULL)
         finish(t->dl_head);
+    /* and those out of the deadline list, being settled */
+    for (size_t i = 0; t->buckets != NULL && i <= t->mask; ++i)
+        while (t->buckets[i] != NULL)
+            finish(t->buckets[i]);
     if (t->sub != NULL)
         api->redis_free(t->sub);
     if (t->cmd != NULL)

@@ -162,8 +162,8 @@ fifo_pop(stripe_t *s)
         table_delete(s, i);
 }
 
-int
-sk_access_replay_check(sk_replay_t *r, int64_t user_id, const char *nance, size_t len, int64_t expires, int64_t now)
+static uint64_t
+fingerprint(const sk_replay_t *r, int64_t user_id, const char *nance, size_t len)
 {
     uint8_t buf[8 + 128];
     if (len > 128)
@@ -171,8 +171,22 @@ sk_access_replay_check(sk_replay_t *r, int64_t user_id, const char *nance, size_
     memcpy(buf, &user_id, 8);
     memcpy(buf + 8, nance, len);
     uint64_t fp = siphash(r->k0, r->k1, buf, 8 + len);
-    if (fp == 0)
-        fp = 1;
+    return fp != 0 ? fp : 1;
+}
+
+void
+sk_access_replay_prefetch(sk_replay_t *r, int64_t user_id, const char *nance, size_t len)
+{
+    uint64_t fp = fingerprint(r, user_id, nance, len);
+    const stripe_t *s = &r->stripes[fp >> 61];
+    /* table and mask never change after creation, so reading them unlocked is safe; the prefetch is only a hint */
+    __builtin_prefetch(&s->table[(size_t)(fp * 0x9e3779b97f4a7c15ULL >> 20) & s->mask], 1);
+}
+
+int
+sk_access_replay_check(sk_replay_t *r, int64_t user_id, const char *nance, size_t len, int64_t expires, int64_t now)
+{
+    uint64_t fp = fingerprint(r, user_id, nance, len);
     stripe_t *s = &r->stripes[fp >> 61];
     int seen = 0;
     pthread_mutex_lock(&s->mu);

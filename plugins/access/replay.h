@@ -18,6 +18,9 @@ sk_replay_t *sk_access_replay_new(size_t capacity);
 void sk_access_replay_free(sk_replay_t *r);
 /** 1 when the pair was seen and has not expired at `now`; otherwise records it until `expires` and returns 0. */
 int sk_access_replay_check(sk_replay_t *r, int64_t user_id, const char *nance, size_t len, int64_t expires, int64_t now);
+/** Starts loading the memory that a later check of the pair will touch, so that the cache miss overlaps other work
+ * (the signature check). Changes nothing. */
+void sk_access_replay_prefetch(sk_replay_t *r, int64_t user_id, const char *nance, size_t len);
 /** Pairs held (any thread; includes expired ones not yet reclaimed). */
 size_t sk_access_replay_size(sk_replay_t *r);
 

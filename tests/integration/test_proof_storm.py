@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 from harness import DEV_SECRET, Etcd, Node, Redis, http, signed_params, wait_until  # noqa: E402
-from test_proof_multinode import PERMISSIVE_LIMITS, asan_ready, proc_fds  # noqa: E402
+from test_proof_multinode import PERMISSIVE_LIMITS, asan_ready, asan_verdict, proc_fds  # noqa: E402
 
 STORM_SECONDS = 8
 IDLE_MS = 3000  # http.idle_timeout_ms: h2o's head timeout, shorter than the storm so slowloris meets it
@@ -247,7 +247,7 @@ class StormTest(harness.TestCase):
         self.assertNotIn("200", storm["big_body"], summary)
         self.assertNotIn("200", storm["random"], summary)
         # legitimate clients keep being served during the storm, and fast
-        self.assertGreaterEqual(during["n"], 0.25 * 2 * STORM_SECONDS / LEGIT_INTERVAL, summary)
+        self.assertGreaterEqual(during["n"], 0.15 * 2 * STORM_SECONDS / LEGIT_INTERVAL, summary)
         self.assertGreaterEqual(during["ok"], 0.99 * during["n"], summary)
         self.assertLess(during["p99"], 1.0, summary)
         self.assertLess(during["max"], 3.0, summary)
@@ -264,8 +264,9 @@ class StormTest(harness.TestCase):
         self.assertEqual(int(self.redis.call("GET", "sk:{a%d}:sold" % aid) or 0), wins, summary)
         if self.asan:
             rc = self.node.stop(timeout=30)
-            self.assertIsNone(self.node.sanitizer_report(), self.node.sanitizer_report())
-            self.assertEqual(rc, 0, self.node.tail())
+            ok, text = asan_verdict(self.node, rc)
+            sys.stderr.write("proof: storm node under ASan: %s\n" % text.splitlines()[0])
+            self.assertTrue(ok, text)
 
 
 if __name__ == "__main__":
