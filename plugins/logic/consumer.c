@@ -1,5 +1,6 @@
 /*
- * A logic WORKER thread: one Redis connection on the thread's libev loop, reading the queue in batches.
+ * A logic WORKER thread: SK_LOGIC_LANES consumers ("lanes"), each with its own Redis connection on the thread's libev loop,
+ * reading the queue in batches.
  *
  * A read (XREADGROUP, or XAUTOCLAIM of entries a dead consumer left pending) returns up to 64 entries; the policies run
  * here for each, then one EVALSHA per entry goes out in a single pipeline, with the next blocking read right behind
@@ -24,6 +25,12 @@
 enum { SLOT_WAIT, SLOT_RESULT, SLOT_DONE, SLOT_ACK, SLOT_LEAVE };
 
 typedef struct st_sk_logic_batch_t sk_logic_batch_t;
+typedef struct st_lane_t lane_t;
+
+struct st_sk_logic_worker_t {
+    lane_t *lanes[SK_LOGIC_LANES];
+    unsigned nready; /* lanes ready: the worker counts as ready while one is */
+};
 
 typedef struct st_sk_logic_slot_t {
     sk_logic_batch_t *b;
@@ -37,7 +44,7 @@ typedef struct st_sk_logic_slot_t {
 } sk_logic_slot_t;
 
 struct st_sk_logic_batch_t {
-    sk_logic_worker_t *w;
+    lane_t *w;
     int used;
     int reload_sent;
     size_t n, outstanding;
@@ -46,8 +53,12 @@ struct st_sk_logic_batch_t {
 
 #define SOLD_CACHE 16
 
-struct st_sk_logic_worker_t {
+/* One consumer: its own connection, reads and batches. A worker thread runs SK_LOGIC_LANES of them, so that while one
+ * lane's next read waits behind its scripts, another lane's read takes what access queued meanwhile: each Redis pass
+ * then hands entries to some lane, instead of every other pass. */
+struct st_lane_t {
     sk_logic_t *L;
+    sk_logic_worker_t *worker;
     const sk_host_api_t *api;
     sk_thread_t *thr;
     sk_redis_t *redis;
@@ -70,7 +81,7 @@ struct st_sk_logic_worker_t {
     sk_logic_batch_t batches[SK_LOGIC_PIPELINE];
 };
 
-static void pump(sk_logic_worker_t *w);
+static void pump(lane_t *w);
 
 int64_t
 sk_logic_mono_ms(void)
@@ -81,7 +92,7 @@ sk_logic_mono_ms(void)
 }
 
 /* Errors repeat per entry when Redis misbehaves; one line a second is enough to see it. */
-static void __attribute__((format(printf, 3, 4))) wlog(sk_logic_worker_t *w, int level, const char *fmt, ...)
+static void __attribute__((format(printf, 3, 4))) wlog(lane_t *w, int level, const char *fmt, ...)
 {
     int64_t now = sk_logic_mono_ms();
     if (level >= SK_LOG_WARN && now - w->last_log_ms < 1000) {
@@ -105,7 +116,7 @@ static void __attribute__((format(printf, 3, 4))) wlog(sk_logic_worker_t *w, int
 }
 
 static void
-update_busy(sk_logic_worker_t *w)
+update_busy(lane_t *w)
 {
     int v = w->reading || w->nbatches > 0;
     if (w->busy == v)
@@ -115,12 +126,13 @@ update_busy(sk_logic_worker_t *w)
 }
 
 static void
-set_ready(sk_logic_worker_t *w, int v)
+set_ready(lane_t *w, int v)
 {
     if (w->ready == v)
         return;
     w->ready = v;
-    atomic_fetch_add(&w->L->ready_workers, v ? 1 : -1);
+    if (v ? w->worker->nready++ == 0 : --w->worker->nready == 0)
+        atomic_fetch_add(&w->L->ready_workers, v ? 1 : -1);
 }
 
 static int
@@ -133,7 +145,7 @@ static void
 ignore_reply(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     (void)r;
-    sk_logic_worker_t *w = data;
+    lane_t *w = data;
     if (err != NULL || (reply != NULL && reply->type == REDIS_REPLY_ERROR))
         atomic_fetch_add(&w->L->stats.redis_errors, 1);
 }
@@ -141,7 +153,7 @@ ignore_reply(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 /* A command sent while a blocking read is in flight runs only when that read returns (up to SK_LOGIC_BLOCK_MS): its
  * deadline must cover that wait, or an idle queue would look like a Redis failure. */
 static unsigned
-cmd_timeout(const sk_logic_worker_t *w)
+cmd_timeout(const lane_t *w)
 {
     return w->reading ? w->L->conf->redis_timeout_ms + SK_LOGIC_BLOCK_MS + 200 : 0;
 }
@@ -152,7 +164,7 @@ static void
 on_group(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     (void)r;
-    sk_logic_worker_t *w = data;
+    lane_t *w = data;
     w->setup_pending = 0;
     if (w->disposing)
         return;
@@ -169,7 +181,7 @@ static void
 on_script_loaded(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     (void)r;
-    sk_logic_worker_t *w = data;
+    lane_t *w = data;
     if (w->disposing)
         return;
     if (err != NULL || reply->type != REDIS_REPLY_STRING)
@@ -179,7 +191,7 @@ on_script_loaded(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 }
 
 static int
-send_script_load(sk_logic_worker_t *w)
+send_script_load(lane_t *w)
 {
     const char *argv[] = {"SCRIPT", "LOAD", sk_logic_stock_lua};
     size_t argvlen[] = {6, 4, strlen(sk_logic_stock_lua)};
@@ -187,7 +199,7 @@ send_script_load(sk_logic_worker_t *w)
 }
 
 static void
-setup(sk_logic_worker_t *w)
+setup(lane_t *w)
 {
     set_ready(w, 0);
     if (w->disposing || w->setup_pending || !w->api->redis_connected(w->redis))
@@ -208,7 +220,7 @@ static void
 on_connect(sk_redis_t *r, void *data)
 {
     (void)r;
-    sk_logic_worker_t *w = data;
+    lane_t *w = data;
     w->setup_pending = 0;
     setup(w);
 }
@@ -217,7 +229,7 @@ static void
 on_timer(sk_timer_t *t, void *data)
 {
     (void)t;
-    sk_logic_worker_t *w = data;
+    lane_t *w = data;
     if (w->disposing)
         return;
     if (!w->ready && !w->setup_pending && w->api->redis_connected(w->redis))
@@ -229,14 +241,14 @@ on_timer(sk_timer_t *t, void *data)
 /* ---- deciding one entry ---- */
 
 static int64_t
-cached_sold(sk_logic_worker_t *w, int64_t aid)
+cached_sold(lane_t *w, int64_t aid)
 {
     unsigned i = (unsigned)((uint64_t)aid % SOLD_CACHE);
     return w->sold_cache[i].aid == aid ? w->sold_cache[i].sold : 0;
 }
 
 static void
-cache_sold(sk_logic_worker_t *w, int64_t aid, int64_t sold)
+cache_sold(lane_t *w, int64_t aid, int64_t sold)
 {
     unsigned i = (unsigned)((uint64_t)aid % SOLD_CACHE);
     w->sold_cache[i].aid = aid;
@@ -245,7 +257,7 @@ cache_sold(sk_logic_worker_t *w, int64_t aid, int64_t sold)
 
 /* Everything decided before the atomic step: the snapshot's activity, then buy_rate.lua and token.lua. */
 static void
-prepare(sk_logic_worker_t *w, sk_logic_slot_t *s, const sk_snapshot_t *snap)
+prepare(lane_t *w, sk_logic_slot_t *s, const sk_snapshot_t *snap)
 {
     const sk_activity_t *act = NULL;
     memset(&s->pre, 0, sizeof(s->pre));
@@ -283,7 +295,7 @@ static void finish_batch(sk_logic_batch_t *b);
 static void on_eval(sk_redis_t *r, redisReply *reply, const char *err, void *data);
 
 static int
-send_eval(sk_logic_worker_t *w, sk_logic_slot_t *s)
+send_eval(lane_t *w, sk_logic_slot_t *s)
 {
     sk_logic_call_t call;
     if (sk_logic_call_build(&call, w->L->sha, &s->e, s->has_act ? &s->act : NULL, &s->pre) != 0) {
@@ -316,7 +328,7 @@ on_eval(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     (void)r;
     sk_logic_slot_t *s = data;
     sk_logic_batch_t *b = s->b;
-    sk_logic_worker_t *w = b->w;
+    lane_t *w = b->w;
     if (w->disposing) {
         b->outstanding--;
         return;
@@ -365,7 +377,7 @@ on_eval(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 static void
 finish_batch(sk_logic_batch_t *b)
 {
-    sk_logic_worker_t *w = b->w;
+    lane_t *w = b->w;
     const char *argv[3 + SK_LOGIC_BATCH];
     size_t argvlen[3 + SK_LOGIC_BATCH];
     int argc = 3;
@@ -410,7 +422,7 @@ finish_batch(sk_logic_batch_t *b)
 static void
 run_batch(sk_logic_batch_t *b)
 {
-    sk_logic_worker_t *w = b->w;
+    lane_t *w = b->w;
     const sk_snapshot_t *snap = w->api->snapshot(w->thr);
     for (size_t i = 0; i < b->n; ++i) {
         sk_logic_slot_t *s = &b->slots[i];
@@ -430,7 +442,7 @@ run_batch(sk_logic_batch_t *b)
  * The next read goes out right behind this batch's scripts, never before them: it may block, and a blocked read holds
  * back every later command on the connection. */
 static void
-load_entries(sk_logic_worker_t *w, const redisReply *entries)
+load_entries(lane_t *w, const redisReply *entries)
 {
     sk_logic_batch_t *b = NULL;
     for (unsigned i = 0; i < SK_LOGIC_PIPELINE && b == NULL; ++i)
@@ -491,7 +503,7 @@ load_entries(sk_logic_worker_t *w, const redisReply *entries)
 }
 
 static int
-read_failed(sk_logic_worker_t *w, redisReply *reply, const char *err, const char *what)
+read_failed(lane_t *w, redisReply *reply, const char *err, const char *what)
 {
     if (err == NULL && reply->type != REDIS_REPLY_ERROR)
         return 0;
@@ -508,7 +520,7 @@ static void
 on_read(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     (void)r;
-    sk_logic_worker_t *w = data;
+    lane_t *w = data;
     w->reading = 0;
     update_busy(w);
     if (w->disposing || read_failed(w, reply, err, "XREADGROUP"))
@@ -531,7 +543,7 @@ static void
 on_claim(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     (void)r;
-    sk_logic_worker_t *w = data;
+    lane_t *w = data;
     w->reading = 0;
     update_busy(w);
     if (w->disposing || read_failed(w, reply, err, "XAUTOCLAIM"))
@@ -557,7 +569,7 @@ on_claim(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 /* Always BLOCK: with a backlog it answers at once; without one, Redis hands over the first entry queued. A blocked
  * read holds back every later command on the connection, which is why scripts are sent before it, never after. */
 static int
-send_read(sk_logic_worker_t *w)
+send_read(lane_t *w)
 {
     const char *argv[] = {"XREADGROUP",        "GROUP",   SK_LOGIC_GROUP,  w->consumer, "COUNT", SK_LOGIC_BATCH_S, "BLOCK",
                           SK_LOGIC_BLOCK_MS_S, "STREAMS", SK_LOGIC_STREAM, ">"};
@@ -570,7 +582,7 @@ send_read(sk_logic_worker_t *w)
 }
 
 static void
-pump(sk_logic_worker_t *w)
+pump(lane_t *w)
 {
     if (w->disposing || w->reading)
         return;
@@ -616,18 +628,22 @@ pump(sk_logic_worker_t *w)
     update_busy(w);
 }
 
-sk_logic_worker_t *
-sk_logic_worker_new(sk_logic_t *L, sk_thread_t *thr)
+static lane_t *
+lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, unsigned index)
 {
-    sk_logic_worker_t *w = calloc(1, sizeof(*w));
+    lane_t *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return NULL;
     w->L = L;
+    w->worker = worker;
     w->api = L->api;
     w->thr = thr;
     for (unsigned i = 0; i < SK_LOGIC_PIPELINE; ++i)
         w->batches[i].w = w;
-    snprintf(w->consumer, sizeof(w->consumer), "%s-%u", L->conf->node_id, L->api->thread_index(thr));
+    if (index == 0)
+        snprintf(w->consumer, sizeof(w->consumer), "%s-%u", L->conf->node_id, L->api->thread_index(thr));
+    else
+        snprintf(w->consumer, sizeof(w->consumer), "%s-%u.%u", L->conf->node_id, L->api->thread_index(thr), index);
     strcpy(w->claim_cursor, "0-0");
     w->timer = L->api->timer_new(thr, on_timer, w);
     w->redis = L->api->redis_new(L->self, thr);
@@ -645,8 +661,8 @@ sk_logic_worker_new(sk_logic_t *L, sk_thread_t *thr)
     return w;
 }
 
-void
-sk_logic_worker_free(sk_logic_worker_t *w)
+static void
+lane_free(lane_t *w)
 {
     if (w == NULL)
         return;
@@ -659,4 +675,28 @@ sk_logic_worker_free(sk_logic_worker_t *w)
     w->nbatches = 0;
     update_busy(w);
     free(w);
+}
+
+sk_logic_worker_t *
+sk_logic_worker_new(sk_logic_t *L, sk_thread_t *thr)
+{
+    sk_logic_worker_t *wk = calloc(1, sizeof(*wk));
+    if (wk == NULL)
+        return NULL;
+    for (unsigned i = 0; i < SK_LOGIC_LANES; ++i)
+        if ((wk->lanes[i] = lane_new(L, thr, wk, i)) == NULL) {
+            sk_logic_worker_free(wk);
+            return NULL;
+        }
+    return wk;
+}
+
+void
+sk_logic_worker_free(sk_logic_worker_t *wk)
+{
+    if (wk == NULL)
+        return;
+    for (unsigned i = 0; i < SK_LOGIC_LANES; ++i)
+        lane_free(wk->lanes[i]);
+    free(wk);
 }

@@ -18,7 +18,8 @@
 #define SK_LOGIC_ALIVE "sk:logic:alive"
 #define SK_LOGIC_BATCH 64
 #define SK_LOGIC_BATCH_S "64"
-#define SK_LOGIC_PIPELINE 4 /* batches in flight per worker */
+#define SK_LOGIC_PIPELINE 4 /* batches in flight per lane */
+#define SK_LOGIC_LANES 2    /* consumers (connections) per worker thread */
 #define SK_LOGIC_BLOCK_MS 100
 #define SK_LOGIC_BLOCK_MS_S "100"
 #define SK_LOGIC_CLAIM_IDLE_MS 1000
