@@ -123,16 +123,6 @@ api_redis_new(sk_plugin_t *self, sk_thread_t *thr)
     return sk_redis_new(self->host, thr, self->name);
 }
 
-static int
-api_redis_cmd(sk_redis_t *r, sk_redis_cb cb, void *data, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int ret = sk_redis_vcmd(r, cb, data, fmt, ap);
-    va_end(ap);
-    return ret;
-}
-
 static const sk_snapshot_t *
 api_snapshot(sk_thread_t *thr)
 {
@@ -221,7 +211,7 @@ const sk_host_api_t sk_host_api = {
     .redis_free = sk_redis_free,
     .redis_connected = sk_redis_connected,
     .redis_cmdargv = sk_redis_cmdargv,
-    .redis_cmd = api_redis_cmd,
+    .redis_cmd = sk_redis_cmd,
     .redis_subscribe = sk_redis_subscribe,
     .redis_on_connect = sk_redis_on_connect,
     .snapshot = api_snapshot,

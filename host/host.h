@@ -186,6 +186,8 @@ int sk_redis_cmdargv(sk_redis_t *r, sk_redis_cb cb, void *data, unsigned timeout
                      const size_t *argvlen);
 /** As sk_redis_cmdargv, hiredis format (%s %b %d …), default deadline. */
 int sk_redis_vcmd(sk_redis_t *r, sk_redis_cb cb, void *data, const char *fmt, va_list ap);
+/** The hiredis-format command (%s, %b, ...), as sk_redis_vcmd. */
+int sk_redis_cmd(sk_redis_t *r, sk_redis_cb cb, void *data, const char *fmt, ...);
 /** Makes `r` a subscriber (refused once it ran commands): subscribes now or when connected, and again after every
  * reconnect; cb gets each message. No deadlines apply to a subscriber. At most 64 channels; -1 on a duplicate. */
 int sk_redis_subscribe(sk_redis_t *r, const char *channel, sk_redis_msg_cb cb, void *data);

@@ -135,16 +135,6 @@ typedef struct st_control_state_t {
     int pending;
 } control_state_t;
 
-static int
-control_cmd(sk_redis_t *r, sk_redis_cb cb, void *data, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int ret = sk_redis_vcmd(r, cb, data, fmt, ap);
-    va_end(ap);
-    return ret;
-}
-
 static void
 on_ping(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
@@ -174,10 +164,10 @@ on_control_tick(sk_timer_t *t, void *data)
             sk_logf(SK_LOG_WARN, "host", "redis %s is down", host->conf.redis_addr);
         atomic_store(&host->redis_up, 0);
     } else if (!cs->pending) {
-        cs->pending = control_cmd(cs->redis, on_ping, cs, "PING") == 0;
+        cs->pending = sk_redis_cmd(cs->redis, on_ping, cs, "PING") == 0;
         /* the node lock: refreshed every ~3 s, expires 10 s after this process stops refreshing it */
         if (cs->ticks % 6 == 0)
-            control_cmd(cs->redis, on_lock_refresh, cs, "SET sk:node:%s %s PX 10000", host->conf.node_id, cs->lock_value);
+            sk_redis_cmd(cs->redis, on_lock_refresh, cs, "SET sk:node:%s %s PX 10000", host->conf.node_id, cs->lock_value);
     }
     cs->ticks++;
     sk_timer_start(t, 500);

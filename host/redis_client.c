@@ -475,6 +475,16 @@ sk_redis_cmdargv(sk_redis_t *r, sk_redis_cb cb, void *data, unsigned timeout_ms,
 }
 
 int
+sk_redis_cmd(sk_redis_t *r, sk_redis_cb cb, void *data, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int ret = sk_redis_vcmd(r, cb, data, fmt, ap);
+    va_end(ap);
+    return ret;
+}
+
+int
 sk_redis_vcmd(sk_redis_t *r, sk_redis_cb cb, void *data, const char *fmt, va_list ap)
 {
     if (fmt == NULL)
