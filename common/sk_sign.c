@@ -8,6 +8,7 @@
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include "sk_sign.h"
+#include "sk_fmt.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -158,30 +159,12 @@ sk_ct_equal(const void *a, const void *b, size_t n)
     return CRYPTO_memcmp(a, b, n) == 0;
 }
 
-/* Appends the decimal form of v (no padding) at p; returns the end. snprintf is a visible share of a request here. */
-static char *
-put_i64(char *p, int64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        *p++ = '-';
-    while (n > 0)
-        *p++ = tmp[--n];
-    return p;
-}
-
 int
 sk_sign_user_key(sk_hmac_t *h, const char *secret, int64_t user_id, char out[65])
 {
     char msg[32];
     memcpy(msg, "user:", 5);
-    int n = (int)(put_i64(msg + 5, user_id) - msg);
+    int n = (int)(sk_put_i64(msg + 5, user_id) - msg);
     uint8_t md[32];
     if (sk_hmac_sha256(h, secret, strlen(secret), msg, (size_t)n, md) != 0)
         return -1;
@@ -202,11 +185,11 @@ sign_raw(sk_hmac_t *h, const char *user_key, const char *scope, int64_t user_id,
     memcpy(p, scope, sl);
     p += sl;
     *p++ = ':';
-    p = put_i64(p, user_id);
+    p = sk_put_i64(p, user_id);
     *p++ = ':';
-    p = put_i64(p, product_id);
+    p = sk_put_i64(p, product_id);
     *p++ = ':';
-    p = put_i64(p, time);
+    p = sk_put_i64(p, time);
     *p++ = ':';
     memcpy(p, nance, nl);
     p += nl;

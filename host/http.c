@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "host.h"
 #include "metrics.h"
+#include "sk_fmt.h"
 
 typedef struct st_route_handler_t {
     h2o_handler_t super;
@@ -288,24 +289,6 @@ send_body(h2o_req_t *req, int status, const char *content_type, size_t ctlen, h2
     h2o_send_inline(req, body.base, body.len);
 }
 
-/* Appends the decimal form of v; snprintf was a visible share of a small answer. */
-static char *
-put_int(char *p, int v)
-{
-    char tmp[12];
-    size_t n = 0;
-    unsigned u = v < 0 ? 0u - (unsigned)v : (unsigned)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        *p++ = '-';
-    while (n > 0)
-        *p++ = tmp[--n];
-    return p;
-}
-
 void
 sk_http_reply(h2o_req_t *req, int code, const char *message, const char *data_json)
 {
@@ -315,7 +298,7 @@ sk_http_reply(h2o_req_t *req, int code, const char *message, const char *data_js
     size_t dl = strlen(data);
     char *buf = h2o_mem_alloc_pool(&req->pool, ml + dl + 64), *p = buf;
     memcpy(p, "{\"code\":", 8);
-    p = put_int(p + 8, code);
+    p = sk_put_i64(p + 8, code);
     memcpy(p, ",\"message\":\"", 12);
     memcpy(p += 12, msg, ml);
     memcpy(p += ml, "\",\"data\":", 9);

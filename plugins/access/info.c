@@ -2,6 +2,7 @@
  * GET /sec/info and /sec/list: views of activities, answered from the snapshot and the last poll, with no Redis.
  */
 #include "access.h"
+#include "sk_fmt.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,23 +20,6 @@ put_str(char *p, const char *s, size_t len)
 }
 
 #define PUT_LIT(p, lit) put_str((p), (lit), sizeof(lit) - 1)
-
-static char *
-put_i64(char *p, int64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        *p++ = '-';
-    while (n > 0)
-        *p++ = tmp[--n];
-    return p;
-}
 
 /* One activity's view (SPEC §3). Returns its length, 0 when it does not fit. Built by hand: the snprintf of thirteen
  * fields (a double among them) cost more than the rest of a /sec/info request. */
@@ -60,19 +44,19 @@ view_json(sk_access_thread_t *t, const sk_snapshot_t *snap, const sk_activity_t 
         return 0;
     const char *stn = sk_access_state_name(st);
     char *p = buf;
-    p = put_i64(PUT_LIT(p, "{\"product_id\":"), act->product_id);
-    p = put_i64(PUT_LIT(p, ",\"activity_id\":"), act->activity_id);
+    p = sk_put_i64(PUT_LIT(p, "{\"product_id\":"), act->product_id);
+    p = sk_put_i64(PUT_LIT(p, ",\"activity_id\":"), act->activity_id);
     p = put_str(PUT_LIT(p, ",\"activity_name\":\""), name, nl);
-    p = put_i64(PUT_LIT(p, "\",\"start_time\":"), act->start_time);
-    p = put_i64(PUT_LIT(p, ",\"end_time\":"), act->end_time);
+    p = sk_put_i64(PUT_LIT(p, "\",\"start_time\":"), act->start_time);
+    p = sk_put_i64(PUT_LIT(p, ",\"end_time\":"), act->end_time);
     p = now >= act->start_time ? PUT_LIT(p, ",\"start\":true") : PUT_LIT(p, ",\"start\":false");
     p = now >= act->end_time ? PUT_LIT(p, ",\"end\":true") : PUT_LIT(p, ",\"end\":false");
     p = put_str(PUT_LIT(p, ",\"status\":\""), stn, strlen(stn));
-    p = put_i64(PUT_LIT(p, "\",\"total\":"), act->total);
-    p = put_i64(PUT_LIT(p, ",\"left\":"), left);
-    p = put_i64(PUT_LIT(p, ",\"buy_limit\":"), act->buy_limit);
+    p = sk_put_i64(PUT_LIT(p, "\",\"total\":"), act->total);
+    p = sk_put_i64(PUT_LIT(p, ",\"left\":"), left);
+    p = sk_put_i64(PUT_LIT(p, ",\"buy_limit\":"), act->buy_limit);
     p = put_str(PUT_LIT(p, ",\"buy_rate\":"), rate, (size_t)rl);
-    p = put_i64(PUT_LIT(p, ",\"speed\":"), act->speed);
+    p = sk_put_i64(PUT_LIT(p, ",\"speed\":"), act->speed);
     *p++ = '}';
     *p = '\0';
     return (size_t)(p - buf);
