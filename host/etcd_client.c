@@ -10,18 +10,11 @@
 #include <time.h>
 #include "etcd_internal.h"
 
-typedef struct st_rxbuf_t {
-    char *p;
-    size_t len, cap, max;
-} rxbuf_t;
-
-static size_t
-on_write(char *data, size_t size, size_t n, void *arg)
+size_t
+sk_etcd_rxbuf_append(sk_etcd_rxbuf_t *b, const char *data, size_t len)
 {
-    rxbuf_t *b = arg;
-    size_t len = size * n;
     if (b->len + len + 1 > b->max)
-        return 0; /* aborts the transfer: an answer this large is not one we asked for */
+        return 0;
     if (b->len + len + 1 > b->cap) {
         size_t cap = b->cap != 0 ? b->cap : 4096;
         while (cap < b->len + len + 1)
@@ -36,6 +29,12 @@ on_write(char *data, size_t size, size_t n, void *arg)
     b->len += len;
     b->p[b->len] = '\0';
     return len;
+}
+
+static size_t
+on_write(char *data, size_t size, size_t n, void *arg)
+{
+    return sk_etcd_rxbuf_append(arg, data, size * n);
 }
 
 static uint64_t
@@ -81,7 +80,7 @@ sk_etcd_http_post(sk_etcd_t *e, const char *path, const char *body, unsigned dea
         unsigned idx = (first + attempt) % (unsigned)e->nendpoints;
         char url[512];
         snprintf(url, sizeof(url), "%s%s", e->endpoints[idx], path);
-        rxbuf_t b = {.max = SK_ETCD_MAX_RESPONSE};
+        sk_etcd_rxbuf_t b = {.max = SK_ETCD_MAX_RESPONSE};
         CURL *h = curl_easy_init();
         if (h == NULL) {
             snprintf(err, errlen, "curl_easy_init failed");

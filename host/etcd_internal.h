@@ -49,4 +49,13 @@ int sk_etcd_full_key(const sk_etcd_t *e, const char *key, char *out, size_t outc
 const char *sk_etcd_relative_key(const sk_etcd_t *e, const char *key);
 void sk_etcd_set_error(sk_etcd_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/** A response buffer bounded by `max` (an answer larger than that is not one we asked for), NUL-terminated. */
+typedef struct st_sk_etcd_rxbuf_t {
+    char *p;
+    size_t len, cap, max;
+} sk_etcd_rxbuf_t;
+
+/** Appends for libcurl's write callback: returns len, or 0 (which aborts the transfer) past max or out of memory. */
+size_t sk_etcd_rxbuf_append(sk_etcd_rxbuf_t *b, const char *data, size_t len);
+
 #endif

@@ -44,8 +44,7 @@ struct st_sk_etcd_watch_t {
     CURL *easy;
     int phase;
     struct curl_slist *hdrs;
-    char *rx;
-    size_t rxlen, rxcap, rxmax;
+    sk_etcd_rxbuf_t rx;
     sk_json_splitter_t splitter;
     unsigned endpoint;
     unsigned backoff_ms;
@@ -275,22 +274,7 @@ on_curl_write(char *data, size_t size, size_t n, void *arg)
     sk_etcd_watch_t *w = arg;
     size_t len = size * n;
     w->last_rx = ev_now(w->loop);
-    if (w->rxlen + len + 1 > w->rxmax)
-        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
-    if (w->rxlen + len + 1 > w->rxcap) {
-        size_t cap = w->rxcap != 0 ? w->rxcap : 16384;
-        while (cap < w->rxlen + len + 1)
-            cap *= 2;
-        char *p = realloc(w->rx, cap);
-        if (p == NULL)
-            return 0;
-        w->rx = p;
-        w->rxcap = cap;
-    }
-    memcpy(w->rx + w->rxlen, data, len);
-    w->rxlen += len;
-    w->rx[w->rxlen] = '\0';
-    return len;
+    return sk_etcd_rxbuf_append(&w->rx, data, len);
 }
 
 static void
@@ -303,7 +287,7 @@ end_transfer(sk_etcd_watch_t *w)
     }
     curl_slist_free_all(w->hdrs);
     w->hdrs = NULL;
-    w->rxlen = 0;
+    w->rx.len = 0;
     sk_json_splitter_reset(&w->splitter);
     w->phase = PH_IDLE;
     w->created = 0;
@@ -332,8 +316,8 @@ begin_transfer(sk_etcd_watch_t *w, const char *path, const char *body, long time
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    w->rxlen = 0;
-    w->rxmax = rxmax;
+    w->rx.len = 0;
+    w->rx.max = rxmax;
     w->easy = h;
     w->started_at = w->last_rx = ev_now(w->loop);
     if (curl_multi_add_handle(w->multi, h) != CURLM_OK) {
@@ -507,7 +491,7 @@ on_list_done(sk_etcd_watch_t *w, CURLcode rc)
         snprintf(err, sizeof(err), "list from %s: %s", e->endpoints[w->endpoint], curl_easy_strerror(rc));
     } else {
         sk_etcd_kvs_t kvs;
-        if (sk_etcd_parse_range(w->rx != NULL ? w->rx : "", w->rxlen, &kvs, err, sizeof(err)) == 0 && status == 200) {
+        if (sk_etcd_parse_range(w->rx.p != NULL ? w->rx.p : "", w->rx.len, &kvs, err, sizeof(err)) == 0 && status == 200) {
             end_transfer(w);
             mark_up(w);
             w->need_list = 0;
@@ -542,11 +526,11 @@ on_watch_done(sk_etcd_watch_t *w, CURLcode rc)
 static void
 process_rx(sk_etcd_watch_t *w)
 {
-    if (w->phase != PH_WATCH || w->rxlen == 0)
+    if (w->phase != PH_WATCH || w->rx.len == 0)
         return;
-    size_t n = w->rxlen;
-    w->rxlen = 0;
-    int rc = sk_json_splitter_feed(&w->splitter, w->rx, n, on_watch_object, w);
+    size_t n = w->rx.len;
+    w->rx.len = 0;
+    int rc = sk_json_splitter_feed(&w->splitter, w->rx.p, n, on_watch_object, w);
     if (rc != 0 && w->next == NEXT_NONE)
         verdict(w, NEXT_RETRY, "watch message larger than %u bytes", WATCH_OBJ_MAX);
     if (w->next != NEXT_NONE) {
@@ -764,7 +748,7 @@ sk_etcd_stop(sk_etcd_t *e)
     ev_timer_stop(w->loop, &w->tick_timer);
     curl_multi_cleanup(w->multi);
     sk_json_splitter_dispose(&w->splitter);
-    free(w->rx);
+    free(w->rx.p);
     free(w);
     e->w = NULL;
     atomic_store(&e->up, 0);
