@@ -57,17 +57,27 @@ trim(const char **s, size_t *len)
         (*len)--;
 }
 
+/* Steps through a comma-separated list: the next entry, blanks trimmed, in *item and *len; 0 at the end. */
+static int
+csv_next(const char **p, const char **item, size_t *len)
+{
+    if (**p == '\0')
+        return 0;
+    const char *comma = strchr(*p, ',');
+    *item = *p;
+    *len = comma != NULL ? (size_t)(comma - *p) : strlen(*p);
+    *p = comma != NULL ? comma + 1 : *p + *len;
+    trim(item, len);
+    return 1;
+}
+
 int
 sk_access_netlist_parse(const char *csv, sk_access_netlist_t *l, char *err, size_t errlen)
 {
     l->n = 0;
-    const char *p = csv;
-    while (*p != '\0') {
-        const char *comma = strchr(p, ',');
-        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
-        const char *item = p;
-        trim(&item, &len);
-        p = comma != NULL ? comma + 1 : p + strlen(p);
+    const char *p = csv, *item;
+    size_t len;
+    while (csv_next(&p, &item, &len)) {
         if (len == 0)
             continue;
         if (l->n >= SK_ACCESS_MAX_PROXIES) {
@@ -162,13 +172,9 @@ int
 sk_access_hostlist_parse(const char *csv, sk_access_hostlist_t *l, char *err, size_t errlen)
 {
     l->n = 0;
-    const char *p = csv;
-    while (*p != '\0') {
-        const char *comma = strchr(p, ',');
-        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
-        const char *item = p;
-        trim(&item, &len);
-        p = comma != NULL ? comma + 1 : p + strlen(p);
+    const char *p = csv, *item;
+    size_t len;
+    while (csv_next(&p, &item, &len)) {
         if (len == 0)
             continue;
         if (l->n >= SK_ACCESS_MAX_REFERERS || len >= sizeof(l->hosts[0])) {
