@@ -23,16 +23,9 @@ from harness import Etcd, Node, Redis, wait_until  # noqa: E402
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class RespError(Exception):
-    pass
-
-
-def _encode(args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
+# the harness's RESP encoder and reader; error replies are harness.RedisError objects
+RespError = harness.RedisError
+_encode = harness._resp_encode
 
 
 class Resp:
@@ -41,7 +34,8 @@ class Resp:
 
     def __init__(self, port, timeout=10):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.f = self.sock.makefile("rb")
+        self.reader = harness._RespReader(self.sock)
+        self.f = self.reader.f
 
     def close(self):
         try:
@@ -51,25 +45,7 @@ class Resp:
             pass
 
     def _read(self):
-        line = self.f.readline()
-        if not line:
-            raise ConnectionError("redis closed the connection")
-        t, rest = line[:1], line[1:-2]
-        if t == b"+":
-            return rest.decode()
-        if t == b"-":
-            return RespError(rest.decode())
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            return self.f.read(n + 2)[:-2].decode("utf-8", "replace")
-        if t == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._read() for _ in range(n)]
-        raise RespError("bad RESP type %r" % t)
+        return self.reader.read()
 
     def pipeline(self, cmds):
         self.sock.sendall(b"".join(_encode(c) for c in cmds))
