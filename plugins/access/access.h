@@ -69,6 +69,8 @@ typedef struct st_sk_access_t {
     atomic_ullong queued, timeouts, redis_errors, bl_loads;
 } sk_access_t;
 
+#define SK_ACCESS_SUBMIT_MAX 128 /* requests per queue script */
+
 typedef struct st_sk_access_thread_t {
     sk_access_t *a;
     sk_thread_t *thr;
@@ -89,10 +91,14 @@ typedef struct st_sk_access_thread_t {
     sk_access_pending_t **buckets;
     size_t mask, npending;
     sk_access_pending_t *dl_head, *dl_tail; /* creation order = deadline order */
+    /* requests of this loop pass, queued by one script at its end */
+    sk_access_pending_t *submit[SK_ACCESS_SUBMIT_MAX];
+    size_t nsubmit;
+    sk_timer_t *submit_timer;
     /* requests answered 1013 on a Redis timeout, settled in Redis when the connection is back (bounded: the oldest
      * are dropped, their scripts' own Redis-clock guard still holds) */
     struct {
-        int64_t activity_id;
+        int64_t activity_id, deadline_redis_ms;
         uint64_t seq;
     } unsettled[1024];
     size_t nunsettled;

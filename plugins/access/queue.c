@@ -14,19 +14,34 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/evp.h>
+#include "sk_keys.h"
 
-const char sk_access_queue_lua[] =
-    "local t = redis.call('TIME')\n"
-    "if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[3]) then return 1013 end\n"
-    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 1003 end\n"
-    "if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2]) then return 1013 end\n"
-    "return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))\n";
+/* KEYS: 1 the stream, then one nonce key per request. ARGV: 1 the queue bound, then per request its script deadline
+ * (Redis ms), the nonce's ttl and its entry, "<id> <reply> <aid> <pid> <uid> <ip> <now> <deadline>" (one field, r).
+ * Returns, per request, 1013 (too late, or the queue is full), 1003 (nonce seen) or the stream id. */
+const char sk_access_queue_lua[] = "local t = redis.call('TIME')\n"
+                                   "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+                                   "local room = tonumber(ARGV[1]) - redis.call('XLEN', KEYS[1])\n"
+                                   "local out = {}\n"
+                                   "for i = 1, #KEYS - 1 do\n"
+                                   "  local a = 2 + (i - 1) * 3\n"
+                                   "  if now > tonumber(ARGV[a]) then out[i] = 1013\n"
+                                   "  elseif not redis.call('SET', KEYS[i + 1], '1', 'NX', 'EX', ARGV[a + 1]) then out[i] = 1003\n"
+                                   "  elseif room <= 0 then out[i] = 1013\n"
+                                   "  else\n"
+                                   "    out[i] = redis.call('XADD', KEYS[1], '*', 'r', ARGV[a + 2])\n"
+                                   "    room = room - 1\n"
+                                   "  end\n"
+                                   "end\n"
+                                   "return out\n";
 
-/* Settles a request whose outcome this node does not know: stores `ARGV[1]` as its result unless the logic layer
- * already stored one, and returns whichever is in effect. The logic script returns a stored result as is, so once this
- * ran the request can never win behind the client's back (SPEC §8.5). */
-static const char settle_lua[] = "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', 3600) then return ARGV[1] end\n"
-                                 "return redis.call('GET', KEYS[1])\n";
+/* Settles a request whose outcome this node does not know: stores `ARGV[2]` as the result of request id `ARGV[1]` in
+ * its result bucket (sk_keys.h) unless the logic layer already stored one, and returns whichever is in effect. The logic script
+ * returns a stored result as is, so once this ran the request can never win behind the client's back (SPEC §8.5). */
+static const char settle_lua[] = "local won = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])\n"
+                                 "redis.call('EXPIREAT', KEYS[1], ARGV[3], 'NX')\n"
+                                 "if won == 1 then return ARGV[2] end\n"
+                                 "return redis.call('HGET', KEYS[1], ARGV[1])\n";
 
 struct st_pending_ref_t;
 
@@ -186,66 +201,72 @@ on_deadline(sk_timer_t *tm, void *data)
         t->a->api->timer_start(tm, t->dl_head->deadline_loop_ms - now);
 }
 
-/* ---- the script ---- */
+/* ---- the queue script: one per loop pass, for every request of that pass ---- */
+
+typedef struct st_qbatch_t {
+    sk_access_thread_t *t;
+    int retried;
+    size_t n;
+    sk_access_pending_t *p[SK_ACCESS_SUBMIT_MAX];
+} qbatch_t;
+
+#define QARGS_PER 3 /* script deadline, ttl, the entry */
 
 static void on_script(sk_redis_t *r, redisReply *reply, const char *err, void *data);
-static void remember_unsettled(sk_access_thread_t *t, int64_t activity_id, uint64_t seq);
+static void remember_unsettled(sk_access_thread_t *t, const sk_access_pending_t *p);
 
 static int
-send_script(sk_access_pending_t *p, int as_eval)
+send_batch(qbatch_t *b, int as_eval)
 {
-    sk_access_thread_t *t = p->t;
+    sk_access_thread_t *t = b->t;
     sk_access_t *a = t->a;
-    char nonce_key[128], ttl[24], maxlen[24], sdl[24], id[256], aid[24], pid[24], uid[24], now[24], dl[24];
-    snprintf(nonce_key, sizeof(nonce_key), "sk:nonce:%" PRId64 ":%s", p->user_id, p->nance);
-    snprintf(ttl, sizeof(ttl), "%" PRId64, p->ttl);
-    snprintf(maxlen, sizeof(maxlen), "%d", SK_ACCESS_QUEUE_MAX);
-    snprintf(sdl, sizeof(sdl), "%" PRId64, p->script_deadline_ms);
-    snprintf(id, sizeof(id), "%s%" PRIu64, t->id_prefix, p->seq);
-    snprintf(aid, sizeof(aid), "%" PRId64, p->activity_id);
-    snprintf(pid, sizeof(pid), "%" PRId64, p->product_id);
-    snprintf(uid, sizeof(uid), "%" PRId64, p->user_id);
-    snprintf(now, sizeof(now), "%" PRId64, p->now);
-    snprintf(dl, sizeof(dl), "%" PRId64, p->deadline_redis_ms);
-    const char *argv[] = {as_eval ? "EVAL" : "EVALSHA",
-                          as_eval ? sk_access_queue_lua : a->queue_sha,
-                          "2",
-                          nonce_key,
-                          "sk:queue",
-                          ttl,
-                          maxlen,
-                          sdl,
-                          "id",
-                          id,
-                          "reply",
-                          t->channel,
-                          "aid",
-                          aid,
-                          "pid",
-                          pid,
-                          "uid",
-                          uid,
-                          "ip",
-                          p->ip,
-                          "now",
-                          now,
-                          "deadline",
-                          dl};
-    size_t n = sizeof(argv) / sizeof(argv[0]), lens[sizeof(argv) / sizeof(argv[0])];
-    for (size_t i = 0; i < n; i++)
-        lens[i] = strlen(argv[i]);
-    if (a->api->redis_cmdargv(t->cmd, on_script, p, 0, (int)n, argv, lens) != 0)
-        return -1;
-    p->in_redis = 1;
-    return 0;
+    size_t argc = 5 + b->n * (1 + QARGS_PER);
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *lens = malloc(argc * sizeof(*lens));
+    /* per request: a nonce key (< 100 bytes), two numbers, and an entry of 6 numbers, the id, channel and ip */
+    char *buf = malloc(b->n * (128 + 48 + 6 * 21 + sizeof(t->id_prefix) + sizeof(t->channel) + 64) + 64), *w = buf;
+    int rc = -1;
+    if (argv == NULL || lens == NULL || buf == NULL)
+        goto Exit;
+    size_t k = 0;
+    argv[k] = as_eval ? "EVAL" : "EVALSHA";
+    lens[k++] = as_eval ? 4 : 7;
+    argv[k] = as_eval ? sk_access_queue_lua : a->queue_sha;
+    lens[k] = strlen(argv[k]);
+    k++;
+#define PUT(...)                                                                                                                   \
+    do {                                                                                                                           \
+        int n_ = sprintf(w, __VA_ARGS__);                                                                                          \
+        argv[k] = w;                                                                                                               \
+        lens[k++] = (size_t)n_;                                                                                                    \
+        w += n_ + 1;                                                                                                               \
+    } while (0)
+    PUT("%zu", b->n + 1);
+    PUT("sk:queue");
+    for (size_t i = 0; i < b->n; ++i)
+        PUT("sk:nonce:%" PRId64 ":%s", b->p[i]->user_id, b->p[i]->nance);
+    PUT("%d", SK_ACCESS_QUEUE_MAX);
+    for (size_t i = 0; i < b->n; ++i) {
+        const sk_access_pending_t *p = b->p[i];
+        PUT("%" PRId64, p->script_deadline_ms);
+        PUT("%" PRId64, p->ttl);
+        PUT("%s%" PRIu64 " %s %" PRId64 " %" PRId64 " %" PRId64 " %s %" PRId64 " %" PRId64, t->id_prefix, p->seq, t->channel,
+            p->activity_id, p->product_id, p->user_id, p->ip, p->now, p->deadline_redis_ms);
+    }
+#undef PUT
+    rc = a->api->redis_cmdargv(t->cmd, on_script, b, 0, (int)k, argv, lens);
+Exit:
+    free(argv);
+    free(lens);
+    free(buf);
+    return rc;
 }
 
+/* What the script said of one request: a stream id (queued; the answer comes on the reply channel), 1003 or 1013. */
 static void
-on_script(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+script_result(sk_access_pending_t *p, const redisReply *el, const char *err)
 {
-    sk_access_pending_t *p = data;
     sk_access_t *a = p->t->a;
-    (void)r;
     p->in_redis = 0;
     if (p->answered) {
         free(p);
@@ -256,30 +277,114 @@ on_script(sk_redis_t *r, redisReply *reply, const char *err, void *data)
         if (strcmp(err, "timeout") == 0) {
             /* the script does nothing when Redis runs it after script_deadline_ms, so a stalled Redis that runs it
              * later cannot queue it; remember it anyway and settle it once Redis answers again */
-            remember_unsettled(p->t, p->activity_id, p->seq);
+            remember_unsettled(p->t, p);
             answer(p, SK_E_UNAVAILABLE, "service unavailable: Redis too slow", NULL);
         } else {
             /* the connection dropped with the script sent: it may have run. Wait (up to the deadline) for the
              * connection to return and settle the request there, rather than answer 1013 for a queued request. */
             p->uncertain = 1;
         }
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        if (!p->retried && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
-            p->retried = 1;
-            if (send_script(p, 1) == 0)
-                return;
-        } else {
-            a->api->log(a->self, SK_LOG_ERROR, "queue script failed: %.200s", reply->str);
-        }
+    } else if (el == NULL || el->type == REDIS_REPLY_ERROR) {
+        if (el != NULL)
+            a->api->log(a->self, SK_LOG_ERROR, "queue script failed: %.200s", el->str);
         answer(p, SK_E_UNAVAILABLE, "service unavailable: queue script failed", NULL);
-    } else if (reply->type == REDIS_REPLY_INTEGER) {
-        if (reply->integer == SK_E_AUTH)
+    } else if (el->type == REDIS_REPLY_INTEGER) {
+        if (el->integer == SK_E_AUTH)
             answer(p, SK_E_AUTH, "authentication failed: nance already used", NULL);
         else
             answer(p, SK_E_UNAVAILABLE, "service unavailable: queue full or Redis too slow", NULL);
     } else {
         atomic_fetch_add(&a->queued, 1);
     }
+}
+
+static void
+on_script(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    qbatch_t *b = data;
+    (void)r;
+    if (err == NULL && reply->type == REDIS_REPLY_ERROR && !b->retried && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        /* SCRIPT FLUSH or a restarted Redis: once more as EVAL, for those still waiting */
+        size_t m = 0;
+        for (size_t i = 0; i < b->n; ++i) {
+            if (b->p[i]->answered) {
+                b->p[i]->in_redis = 0;
+                free(b->p[i]);
+            } else {
+                b->p[m++] = b->p[i];
+            }
+        }
+        b->n = m;
+        b->retried = 1;
+        if (m == 0 || send_batch(b, 1) == 0) {
+            if (m == 0)
+                free(b);
+            return;
+        }
+        for (size_t i = 0; i < b->n; ++i)
+            script_result(b->p[i], NULL, NULL);
+        free(b);
+        return;
+    }
+    int ok = err == NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n;
+    for (size_t i = 0; i < b->n; ++i) {
+        sk_access_pending_t *p = b->p[i];
+        if (ok || err != NULL || reply->type == REDIS_REPLY_ERROR) {
+            script_result(p, ok ? reply->element[i] : err == NULL ? reply : NULL, err);
+        } else {
+            /* a reply of the wrong shape: the script ran, so the request may be queued; settle it in Redis */
+            p->in_redis = 0;
+            if (p->answered)
+                free(p);
+            else if (settle(p, "1013 - 0") != 0)
+                answer(p, SK_E_UNAVAILABLE, "service unavailable: queue script failed", NULL);
+        }
+    }
+    free(b);
+}
+
+static void
+flush_submits(sk_access_thread_t *t)
+{
+    if (t->nsubmit == 0)
+        return;
+    /* a request answered meanwhile (its client left) must not be queued: nobody would hear of its win */
+    size_t n = 0;
+    for (size_t i = 0; i < t->nsubmit; ++i) {
+        sk_access_pending_t *p = t->submit[i];
+        if (p->answered)
+            free(p);
+        else
+            t->submit[n++] = p;
+    }
+    t->nsubmit = 0;
+    if (n == 0)
+        return;
+    qbatch_t *b = malloc(sizeof(*b));
+    if (b != NULL) {
+        b->t = t;
+        b->retried = 0;
+        b->n = n;
+        memcpy(b->p, t->submit, n * sizeof(b->p[0]));
+        if (send_batch(b, 0) == 0)
+            return;
+        free(b);
+    }
+    for (size_t i = 0; i < n; ++i) {
+        sk_access_pending_t *p = t->submit[i];
+        p->in_redis = 0;
+        if (p->answered)
+            free(p);
+        else
+            answer(p, SK_E_UNAVAILABLE, "service unavailable: Redis unreachable", NULL);
+    }
+}
+
+static void
+on_submit_timer(sk_timer_t *tm, void *data)
+{
+    (void)tm;
+    flush_submits(data);
 }
 
 void
@@ -334,8 +439,13 @@ sk_access_queue_submit(sk_access_thread_t *t, h2o_req_t *req, const sk_access_si
     p->ref = ref;
     map_insert(t, p);
     dl_append(t, p);
-    if (send_script(p, 0) != 0)
-        answer(p, SK_E_UNAVAILABLE, "service unavailable: Redis unreachable", NULL);
+    /* in_redis from here on: a client that leaves before the flush leaves p for the flush to free */
+    p->in_redis = 1;
+    t->submit[t->nsubmit++] = p;
+    if (t->nsubmit == SK_ACCESS_SUBMIT_MAX)
+        flush_submits(t);
+    else if (t->nsubmit == 1)
+        api->timer_start(t->submit_timer, 0);
 }
 
 /* Answers p with a logic-layer result: code, token ("-" when none) and expires_at. */
@@ -431,16 +541,31 @@ on_settled(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     }
 }
 
+/* The settle script's arguments for request seq of this thread: KEYS[1] the bucket, ARGV id, marker, expireat. */
+static int
+settle_args(sk_access_thread_t *t, int64_t activity_id, int64_t deadline_redis_ms, uint64_t seq, char *key, size_t keycap, char *id,
+            size_t idcap, char *until, size_t untilcap)
+{
+    if (sk_result_key(key, keycap, activity_id, deadline_redis_ms) < 0)
+        return -1;
+    snprintf(id, idcap, "%s%" PRIu64, t->id_prefix, seq);
+    snprintf(until, untilcap, "%" PRId64, sk_result_keep_until(deadline_redis_ms));
+    return 0;
+}
+
 /* Sends the settle script for p with `marker` ("1008 - 0" or "1013 - 0"). 0, or -1 when Redis is not reachable. */
 static int
 settle(sk_access_pending_t *p, const char *marker)
 {
     sk_access_thread_t *t = p->t;
-    char key[256];
-    snprintf(key, sizeof(key), "sk:{a%" PRId64 "}:req:%s%" PRIu64, p->activity_id, t->id_prefix, p->seq);
-    const char *argv[] = {"EVAL", settle_lua, "1", key, marker};
-    size_t lens[] = {4, strlen(settle_lua), 1, strlen(key), strlen(marker)};
-    if (t->a->api->redis_cmdargv(t->cmd, on_settled, p, 0, 5, argv, lens) != 0)
+    char key[96], id[256], until[24];
+    if (settle_args(t, p->activity_id, p->deadline_redis_ms, p->seq, key, sizeof(key), id, sizeof(id), until, sizeof(until)) != 0)
+        return -1;
+    const char *argv[] = {"EVAL", settle_lua, "1", key, id, marker, until};
+    size_t lens[7];
+    for (size_t i = 0; i < 7; ++i)
+        lens[i] = strlen(argv[i]);
+    if (t->a->api->redis_cmdargv(t->cmd, on_settled, p, 0, 7, argv, lens) != 0)
         return -1;
     p->in_redis = 1;
     p->settling = 1;
@@ -450,26 +575,24 @@ settle(sk_access_pending_t *p, const char *marker)
 }
 
 static void
-remember_unsettled(sk_access_thread_t *t, int64_t activity_id, uint64_t seq)
+remember_unsettled(sk_access_thread_t *t, const sk_access_pending_t *p)
 {
     size_t cap = sizeof(t->unsettled) / sizeof(t->unsettled[0]);
     if (t->nunsettled == cap) {
         memmove(t->unsettled, t->unsettled + 1, (cap - 1) * sizeof(t->unsettled[0]));
         t->nunsettled--;
     }
-    t->unsettled[t->nunsettled].activity_id = activity_id;
-    t->unsettled[t->nunsettled].seq = seq;
+    t->unsettled[t->nunsettled].activity_id = p->activity_id;
+    t->unsettled[t->nunsettled].deadline_redis_ms = p->deadline_redis_ms;
+    t->unsettled[t->nunsettled].seq = p->seq;
     t->nunsettled++;
 }
 
-/* ---- answers on the reply channel: "<id> <code> <token> <expires_at>" ---- */
+/* ---- answers on the reply channel: lines of "<id> <code> <token> <expires_at>" ---- */
 
 static void
-on_reply_msg(sk_redis_t *r, const char *channel, const char *msg, size_t len, void *data)
+on_reply_line(sk_access_thread_t *t, const char *msg, size_t len)
 {
-    sk_access_thread_t *t = data;
-    (void)r;
-    (void)channel;
     char buf[512];
     if (len >= sizeof(buf))
         return;
@@ -487,6 +610,23 @@ on_reply_msg(sk_redis_t *r, const char *channel, const char *msg, size_t len, vo
     if (p == NULL)
         return; /* answered already (deadline, or the client left) */
     deliver(p, code, token, exp_s);
+}
+
+static void
+on_reply_msg(sk_redis_t *r, const char *channel, const char *msg, size_t len, void *data)
+{
+    (void)r;
+    (void)channel;
+    /* the logic script answers a whole batch in one message, a line per request */
+    while (len > 0) {
+        const char *nl = memchr(msg, '\n', len);
+        size_t n = nl != NULL ? (size_t)(nl - msg) : len;
+        on_reply_line(data, msg, n);
+        if (nl == NULL)
+            break;
+        msg += n + 1;
+        len -= n + 1;
+    }
 }
 
 static void
@@ -510,10 +650,15 @@ on_cmd_connect(sk_redis_t *r, void *data)
             settle(p, "1013 - 0");
     /* requests answered 1013 on a timeout: make sure a late run of their script can never turn into a win */
     for (size_t i = 0; i < t->nunsettled; ++i) {
-        char key[256];
-        snprintf(key, sizeof(key), "sk:{a%" PRId64 "}:req:%s%" PRIu64, t->unsettled[i].activity_id, t->id_prefix,
-                 t->unsettled[i].seq);
-        t->a->api->redis_cmd(r, on_script_loaded, NULL, "SET %s %s NX EX 3600", key, "1013 - 0");
+        char key[96], id[256], until[24];
+        if (settle_args(t, t->unsettled[i].activity_id, t->unsettled[i].deadline_redis_ms, t->unsettled[i].seq, key, sizeof(key),
+                        id, sizeof(id), until, sizeof(until)) != 0)
+            continue;
+        const char *argv[] = {"EVAL", settle_lua, "1", key, id, "1013 - 0", until};
+        size_t lens[7];
+        for (size_t j = 0; j < 7; ++j)
+            lens[j] = strlen(argv[j]);
+        t->a->api->redis_cmdargv(r, on_script_loaded, NULL, 0, 7, argv, lens);
     }
     t->nunsettled = 0;
 }
@@ -531,8 +676,9 @@ sk_access_queue_init(sk_access_thread_t *t)
     t->mask = nb - 1;
     snprintf(t->channel, sizeof(t->channel), "sk:reply:%s:%u", a->conf->node_id, t->index);
     snprintf(t->id_prefix, sizeof(t->id_prefix), "%s:%u:", a->conf->node_id, t->index);
-    if ((t->timer = api->timer_new(t->thr, on_deadline, t)) == NULL || (t->cmd = api->redis_new(a->self, t->thr)) == NULL ||
-        (t->sub = api->redis_new(a->self, t->thr)) == NULL)
+    if ((t->timer = api->timer_new(t->thr, on_deadline, t)) == NULL ||
+        (t->submit_timer = api->timer_new(t->thr, on_submit_timer, t)) == NULL ||
+        (t->cmd = api->redis_new(a->self, t->thr)) == NULL || (t->sub = api->redis_new(a->self, t->thr)) == NULL)
         return -1;
     api->redis_on_connect(t->cmd, on_cmd_connect, t);
     if (api->redis_subscribe(t->sub, t->channel, on_reply_msg, t) != 0)
@@ -544,6 +690,10 @@ void
 sk_access_queue_dispose(sk_access_thread_t *t)
 {
     const sk_host_api_t *api = t->a->api;
+    /* never sent: nothing else refers to them, so finish() below frees them */
+    for (size_t i = 0; i < t->nsubmit; ++i)
+        t->submit[i]->in_redis = 0;
+    t->nsubmit = 0;
     /* the loop has stopped, so whoever still waits (only after a forced stop) is dropped without an answer */
     while (t->dl_head != NULL)
         finish(t->dl_head);
@@ -557,8 +707,10 @@ sk_access_queue_dispose(sk_access_thread_t *t)
         api->redis_free(t->cmd); /* fails outstanding scripts, which free their pending objects */
     if (t->timer != NULL)
         api->timer_free(t->timer);
+    if (t->submit_timer != NULL)
+        api->timer_free(t->submit_timer);
     free(t->buckets);
     t->sub = t->cmd = NULL;
-    t->timer = NULL;
+    t->timer = t->submit_timer = NULL;
     t->buckets = NULL;
 }

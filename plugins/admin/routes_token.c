@@ -5,9 +5,9 @@
  * for the first to finish, then find its order):
  *   1. SQLite: a done order for the token answers 1014 with its order_id. Otherwise a *pending* row is written (and
  *      fsynced) first; its rowid is the order id. The row is the journal that survives a crash.
- *   2. Redis, one script on sk:{a<ID>}:tok:<token> (tried for each activity of the product, newest first): missing ->
- *      next activity; user/product mismatch -> 1002; already marked -> 1014 with the marked order_id; expired ->
- *      1002; else mark order_id. Only one call can ever mark a token.
+ *   2. Redis, one script on the token's field of sk:{a<ID>}:tokens (tried for each activity of the product, newest
+ *      first): missing -> next activity; user/product mismatch -> 1002; already marked -> 1014 with the marked
+ *      order_id; expired -> 1002; else mark order_id. Only one call can ever mark a token.
  *   3. SQLite: the pending row becomes done; only then the answer is 0.
  * A crash between 2 and 3 leaves a pending row whose order id Redis holds. The admin re-drives pending rows (at start
  * and every second, those older than 5 s): the script then answers "marked with this very id", and the row becomes
@@ -23,16 +23,18 @@
 #define ACTIVITIES_MAX 64
 #define REDRIVE_AFTER_S 5
 
+/* KEYS[1]: the activity's tokens hash, token -> "user_id product_id activity_id issued_at expires_at[ order_id]";
+ * ARGV: 1 user_id, 2 product_id, 3 order_id, 4 token */
 static const char consume_script[] =
-    "local h = redis.call('HMGET', KEYS[1], 'user_id', 'product_id', 'order_id', 'activity_id', 'issued_at', "
-    "'expires_at') "
-    "if not h[1] then return {1002, 'missing'} end "
-    "if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] then return {1002, 'mismatch'} end "
-    "if h[3] then return {1014, h[3], h[4] or '', h[5] or '', h[6] or ''} end "
-    "local exp = tonumber(h[6] or '') "
-    "if exp and exp <= tonumber(redis.call('TIME')[1]) then return {1002, 'expired'} end "
-    "redis.call('HSET', KEYS[1], 'order_id', ARGV[3]) "
-    "return {0, ARGV[3], h[4] or '', h[5] or '', h[6] or ''}";
+    "local v = redis.call('HGET', KEYS[1], ARGV[4]) "
+    "if not v then return {1002, 'missing'} end "
+    "local uid, pid, aid, iss, exp, oid = string.match(v, '^(%S+) (%S+) (%S+) (%S+) (%S+) ?(%S*)$') "
+    "if not uid then return {1002, 'missing'} end "
+    "if uid ~= ARGV[1] or pid ~= ARGV[2] then return {1002, 'mismatch'} end "
+    "if oid ~= '' then return {1014, oid, aid, iss, exp} end "
+    "if tonumber(exp) <= tonumber(redis.call('TIME')[1]) then return {1002, 'expired'} end "
+    "redis.call('HSET', KEYS[1], ARGV[4], v .. ' ' .. ARGV[3]) "
+    "return {0, ARGV[3], aid, iss, exp}";
 
 typedef struct st_call_t {
     struct st_call_t *next;
@@ -206,14 +208,14 @@ static void
 send_attempt(sk_admin_consume_t *e)
 {
     sk_admin_ts_t *ts = e->ts;
-    char key[200], uid[24], pid[24], oid[24];
-    snprintf(key, sizeof(key), "sk:{a%lld}:tok:%s", (long long)e->ids[e->idx], e->token);
+    char key[64], uid[24], pid[24], oid[24];
+    snprintf(key, sizeof(key), "sk:{a%lld}:tokens", (long long)e->ids[e->idx]);
     snprintf(uid, sizeof(uid), "%lld", (long long)e->user_id);
     snprintf(pid, sizeof(pid), "%lld", (long long)e->product_id);
     snprintf(oid, sizeof(oid), "%lld", (long long)e->order_id);
-    const char *argv[] = {"EVAL", consume_script, "1", key, uid, pid, oid};
-    size_t lens[] = {4, sizeof(consume_script) - 1, 1, strlen(key), strlen(uid), strlen(pid), strlen(oid)};
-    if (ts->redis == NULL || ts->inst->api->redis_cmdargv(ts->redis, on_consume, e, 0, 7, argv, lens) != 0)
+    const char *argv[] = {"EVAL", consume_script, "1", key, uid, pid, oid, e->token};
+    size_t lens[] = {4, sizeof(consume_script) - 1, 1, strlen(key), strlen(uid), strlen(pid), strlen(oid), strlen(e->token)};
+    if (ts->redis == NULL || ts->inst->api->redis_cmdargv(ts->redis, on_consume, e, 0, 8, argv, lens) != 0)
         finish(e, SK_E_UNAVAILABLE, "redis: unavailable", NULL);
 }
 

@@ -3,15 +3,16 @@
  * reading the queue in batches.
  *
  * A read (XREADGROUP, or XAUTOCLAIM of entries a dead consumer left pending) returns up to 64 entries; the policies run
- * here for each, then one EVALSHA per entry goes out in a single pipeline, with the next blocking read right behind
- * it. The script PUBLISHes its own answer, so a request is answered in the Redis pass (and the AOF fsync) that decides
- * it; once the last script reply of a batch is in, one XACK leaves. So the critical path of a request is two Redis
+ * here for each, then one EVALSHA per activity of the batch decides all of that activity's entries, in stream order,
+ * with the next blocking read right behind it. The script PUBLISHes the answers itself, one message per reply channel,
+ * so a request is answered in the Redis pass (and the AOF fsync) that decides it; once the last script reply of a
+ * batch is in, one XACK leaves. So the critical path of a request is two Redis
  * passes (access queues it; the logic step decides and answers it), and the reading never waits for a batch to finish:
  * up to SK_LOGIC_PIPELINE batches are in flight, and every command that follows a blocking read (an XACK, a retry)
  * is one no answer waits for.
  *
- * An entry whose step failed in transport stays pending and is reclaimed later: the stored result under req:<id>
- * makes a second run harmless.
+ * An entry whose step failed in transport stays pending and is reclaimed later: the stored result in the activity's
+ * result bucket makes a second run harmless.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -33,22 +34,29 @@ struct st_sk_logic_worker_t {
 };
 
 typedef struct st_sk_logic_slot_t {
-    sk_logic_batch_t *b;
     sk_logic_entry_t e;
     sk_logic_pre_t pre;
     sk_activity_t act; /* a copy: the snapshot pointer does not outlive this loop pass, and NOSCRIPT rebuilds the call */
     int has_act;
     int state;
-    int retried;
     sk_logic_result_t res;
 } sk_logic_slot_t;
+
+/* One EVALSHA: the waiting entries of one activity, b->order[first .. first + n) */
+typedef struct st_call_t {
+    sk_logic_batch_t *b;
+    unsigned first, n;
+    int retried;
+} call_t;
 
 struct st_sk_logic_batch_t {
     lane_t *w;
     int used;
     int reload_sent;
-    size_t n, outstanding;
+    size_t n, outstanding, ncalls;
     sk_logic_slot_t slots[SK_LOGIC_BATCH];
+    unsigned order[SK_LOGIC_BATCH];
+    call_t calls[SK_LOGIC_BATCH];
 };
 
 #define SOLD_CACHE 16
@@ -79,6 +87,7 @@ struct st_lane_t {
         int64_t aid, sold;
     } sold_cache[SOLD_CACHE];
     sk_logic_batch_t batches[SK_LOGIC_PIPELINE];
+    sk_logic_call_t call; /* scratch: hiredis copies a command as it is sent */
 };
 
 static void pump(lane_t *w);
@@ -292,21 +301,40 @@ prepare(lane_t *w, sk_logic_slot_t *s, const sk_snapshot_t *snap)
 }
 
 static void finish_batch(sk_logic_batch_t *b);
-static void on_eval(sk_redis_t *r, redisReply *reply, const char *err, void *data);
+static void on_call(sk_redis_t *r, redisReply *reply, const char *err, void *data);
+
+static void
+call_set_state(call_t *c, int state, int code)
+{
+    for (unsigned i = 0; i < c->n; ++i) {
+        sk_logic_slot_t *s = &c->b->slots[c->b->order[c->first + i]];
+        s->state = state;
+        if (state == SLOT_RESULT)
+            sk_logic_result_set(&s->res, code);
+    }
+}
 
 static int
-send_eval(lane_t *w, sk_logic_slot_t *s)
+send_call(lane_t *w, call_t *c)
 {
-    sk_logic_call_t call;
-    if (sk_logic_call_build(&call, w->L->sha, &s->e, s->has_act ? &s->act : NULL, &s->pre) != 0) {
-        sk_logic_result_set(&s->res, SK_E_UNAVAILABLE);
-        s->state = SLOT_RESULT;
+    const sk_logic_entry_t *e[SK_LOGIC_BATCH];
+    const sk_logic_pre_t *pre[SK_LOGIC_BATCH];
+    const sk_activity_t *act = NULL;
+    for (unsigned i = 0; i < c->n; ++i) {
+        sk_logic_slot_t *s = &c->b->slots[c->b->order[c->first + i]];
+        e[i] = &s->e;
+        pre[i] = &s->pre;
+        if (s->has_act)
+            act = &s->act;
+    }
+    if (sk_logic_call_build(&w->call, w->L->sha, act, e, pre, c->n) != 0) {
+        call_set_state(c, SLOT_RESULT, SK_E_UNAVAILABLE);
         return -1;
     }
-    s->b->outstanding++;
-    if (w->api->redis_cmdargv(w->redis, on_eval, s, cmd_timeout(w), call.argc, call.argv, call.argvlen) != 0) {
-        s->b->outstanding--;
-        s->state = SLOT_LEAVE;
+    c->b->outstanding++;
+    if (w->api->redis_cmdargv(w->redis, on_call, c, cmd_timeout(w), w->call.argc, w->call.argv, w->call.argvlen) != 0) {
+        c->b->outstanding--;
+        call_set_state(c, SLOT_LEAVE, 0);
         return -1;
     }
     return 0;
@@ -323,11 +351,11 @@ transient(const redisReply *reply)
 }
 
 static void
-on_eval(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+on_call(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     (void)r;
-    sk_logic_slot_t *s = data;
-    sk_logic_batch_t *b = s->b;
+    call_t *c = data;
+    sk_logic_batch_t *b = c->b;
     lane_t *w = b->w;
     if (w->disposing) {
         b->outstanding--;
@@ -335,44 +363,96 @@ on_eval(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     }
     if (err != NULL) {
         atomic_fetch_add(&w->L->stats.redis_errors, 1);
-        s->state = SLOT_LEAVE;
-    } else if (err_is(reply, "NOSCRIPT") && !s->retried) {
+        call_set_state(c, SLOT_LEAVE, 0);
+    } else if (err_is(reply, "NOSCRIPT") && !c->retried) {
         /* SCRIPT FLUSH or a Redis that restarted under the same connection: load again, then retry once */
-        s->retried = 1;
+        c->retried = 1;
         if (!b->reload_sent && send_script_load(w) == 0) {
             b->reload_sent = 1;
             atomic_fetch_add(&w->L->stats.reloads, 1);
         }
-        if (send_eval(w, s) == 0) {
-            b->outstanding--; /* the new call now carries this slot */
+        if (send_call(w, c) == 0) {
+            b->outstanding--; /* the new call now carries these slots */
             return;
         }
     } else if (reply->type == REDIS_REPLY_ERROR) {
         if (transient(reply)) {
             atomic_fetch_add(&w->L->stats.redis_errors, 1);
-            s->state = SLOT_LEAVE;
+            call_set_state(c, SLOT_LEAVE, 0);
         } else {
             atomic_fetch_add(&w->L->stats.script_errors, 1);
-            wlog(w, SK_LOG_ERROR, "stock script failed for %s: %s", s->e.id, reply->str);
-            sk_logic_result_set(&s->res, SK_E_UNAVAILABLE);
-            s->state = SLOT_RESULT;
+            wlog(w, SK_LOG_ERROR, "stock script failed for %u entries: %s", c->n, reply->str);
+            call_set_state(c, SLOT_RESULT, SK_E_UNAVAILABLE);
         }
-    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 && reply->element[0]->type == REDIS_REPLY_STRING &&
-               sk_logic_result_parse(&s->res, reply->element[0]->str, reply->element[0]->len) == 0) {
-        if (reply->element[1]->type == REDIS_REPLY_INTEGER && reply->element[1]->integer >= 0)
-            cache_sold(w, s->e.aid, reply->element[1]->integer);
-        s->state = SLOT_DONE;
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == (size_t)c->n + 1) {
+        for (unsigned i = 0; i < c->n; ++i) {
+            sk_logic_slot_t *s = &b->slots[b->order[c->first + i]];
+            const redisReply *el = reply->element[i];
+            if (el->type == REDIS_REPLY_STRING && sk_logic_result_parse(&s->res, el->str, el->len) == 0) {
+                s->state = SLOT_DONE;
+            } else {
+                atomic_fetch_add(&w->L->stats.script_errors, 1);
+                wlog(w, SK_LOG_ERROR, "stock script gave an unexpected result for %s", s->e.id);
+                sk_logic_result_set(&s->res, SK_E_UNAVAILABLE);
+                s->state = SLOT_RESULT;
+            }
+        }
+        const redisReply *sold = reply->element[c->n];
+        if (sold->type == REDIS_REPLY_INTEGER && sold->integer >= 0 && c->n > 0)
+            cache_sold(w, b->slots[b->order[c->first]].e.aid, sold->integer);
     } else {
         atomic_fetch_add(&w->L->stats.script_errors, 1);
-        wlog(w, SK_LOG_ERROR, "stock script gave an unexpected reply for %s", s->e.id);
-        sk_logic_result_set(&s->res, SK_E_UNAVAILABLE);
-        s->state = SLOT_RESULT;
+        wlog(w, SK_LOG_ERROR, "stock script gave an unexpected reply for %u entries", c->n);
+        call_set_state(c, SLOT_RESULT, SK_E_UNAVAILABLE);
     }
     if (--b->outstanding == 0)
         finish_batch(b);
 }
 
 /* ---- batches ---- */
+
+/* Answers decided here (a malformed entry, a script error): one PUBLISH per reply channel, as the script does. */
+static void
+publish_results(lane_t *w, sk_logic_batch_t *b)
+{
+    int done[SK_LOGIC_BATCH] = {0};
+    char *msg = NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < b->n; ++i) {
+        if (b->slots[i].state != SLOT_RESULT || done[i])
+            continue;
+        const char *channel = b->slots[i].e.reply;
+        size_t len = 0;
+        for (size_t j = i; j < b->n; ++j) {
+            sk_logic_slot_t *s = &b->slots[j];
+            if (s->state != SLOT_RESULT || done[j] || strcmp(s->e.reply, channel) != 0)
+                continue;
+            done[j] = 1;
+            atomic_fetch_add(&w->L->stats.decisions[sk_logic_code_index(s->res.code)], 1);
+            if (cap - len < 512) {
+                char *m = realloc(msg, cap + 8192);
+                if (m == NULL)
+                    break; /* the access node answers 1008 at its deadline */
+                msg = m;
+                cap += 8192;
+            }
+            if (len > 0)
+                msg[len++] = '\n';
+            int n = sk_logic_reply_format(msg + len, cap - len, s->e.id, &s->res);
+            if (n > 0)
+                len += (size_t)n;
+            else if (len > 0)
+                len--;
+        }
+        if (len > 0) {
+            const char *pargv[] = {"PUBLISH", channel, msg};
+            size_t pargvlen[] = {7, strlen(channel), len};
+            /* publish before the ack: a crash in between only makes another node answer again, from the stored result */
+            w->api->redis_cmdargv(w->redis, ignore_reply, w, cmd_timeout(w), 3, pargv, pargvlen);
+        }
+    }
+    free(msg);
+}
 
 static void
 finish_batch(sk_logic_batch_t *b)
@@ -386,6 +466,7 @@ finish_batch(sk_logic_batch_t *b)
     argv[2] = SK_LOGIC_GROUP;
     for (int i = 0; i < 3; ++i)
         argvlen[i] = strlen(argv[i]);
+    publish_results(w, b);
     for (size_t i = 0; i < b->n; ++i) {
         sk_logic_slot_t *s = &b->slots[i];
         if (s->state == SLOT_LEAVE) {
@@ -394,17 +475,6 @@ finish_batch(sk_logic_batch_t *b)
         }
         if (s->state == SLOT_DONE)
             atomic_fetch_add(&w->L->stats.decisions[sk_logic_code_index(s->res.code)], 1);
-        if (s->state == SLOT_RESULT) {
-            atomic_fetch_add(&w->L->stats.decisions[sk_logic_code_index(s->res.code)], 1);
-            char msg[512];
-            int len = sk_logic_reply_format(msg, sizeof(msg), s->e.id, &s->res);
-            if (len > 0) {
-                const char *pargv[] = {"PUBLISH", s->e.reply, msg};
-                size_t pargvlen[] = {7, strlen(s->e.reply), (size_t)len};
-                /* publish before the ack: a crash in between only makes another node answer again, from req:<id> */
-                w->api->redis_cmdargv(w->redis, ignore_reply, w, cmd_timeout(w), 3, pargv, pargvlen);
-            }
-        }
         argv[argc] = s->e.sid;
         argvlen[argc] = strlen(s->e.sid);
         argc++;
@@ -413,10 +483,35 @@ finish_batch(sk_logic_batch_t *b)
         w->api->redis_cmdargv(w->redis, ignore_reply, w, cmd_timeout(w), argc, argv, argvlen);
     b->used = 0;
     b->n = 0;
+    b->ncalls = 0;
     b->reload_sent = 0;
     w->nbatches--;
     update_busy(w);
     pump(w);
+}
+
+/* Groups the waiting slots by activity, each group in stream order: one call per activity. */
+static void
+plan_calls(sk_logic_batch_t *b)
+{
+    int placed[SK_LOGIC_BATCH] = {0};
+    unsigned norder = 0;
+    b->ncalls = 0;
+    for (size_t i = 0; i < b->n; ++i) {
+        if (b->slots[i].state != SLOT_WAIT || placed[i])
+            continue;
+        call_t *c = &b->calls[b->ncalls++];
+        c->b = b;
+        c->first = norder;
+        c->n = 0;
+        c->retried = 0;
+        for (size_t j = i; j < b->n; ++j)
+            if (b->slots[j].state == SLOT_WAIT && !placed[j] && b->slots[j].e.aid == b->slots[i].e.aid) {
+                placed[j] = 1;
+                b->order[norder++] = (unsigned)j;
+                c->n++;
+            }
+    }
 }
 
 static void
@@ -429,11 +524,11 @@ run_batch(sk_logic_batch_t *b)
         if (s->state == SLOT_WAIT)
             prepare(w, s, snap);
     }
+    plan_calls(b);
     /* the count goes up before each send so that no reply can finish the batch while it is still being sent */
     b->outstanding = 1;
-    for (size_t i = 0; i < b->n; ++i)
-        if (b->slots[i].state == SLOT_WAIT)
-            send_eval(w, &b->slots[i]);
+    for (size_t i = 0; i < b->ncalls; ++i)
+        send_call(w, &b->calls[i]);
     if (--b->outstanding == 0)
         finish_batch(b);
 }
@@ -462,8 +557,6 @@ load_entries(lane_t *w, const redisReply *entries)
         if (en->type != REDIS_REPLY_ARRAY || en->elements < 2 || en->element[0]->type != REDIS_REPLY_STRING)
             continue;
         sk_logic_slot_t *s = &b->slots[b->n++];
-        s->b = b;
-        s->retried = 0;
         s->state = SLOT_ACK;
         s->has_act = 0;
         const redisReply *fields = en->element[1];

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "logic.h"
+#include "sk_keys.h"
 
 int
 sk_logic_precheck(const sk_snapshot_t *snap, const sk_logic_entry_t *e, const sk_activity_t **out)
@@ -29,60 +30,68 @@ sk_logic_precheck(const sk_snapshot_t *snap, const sk_logic_entry_t *e, const sk
 
 static int __attribute__((format(printf, 2, 3))) put(sk_logic_call_t *c, const char *fmt, ...)
 {
-    size_t used = 0;
-    if (c->argc > 0)
-        used = (size_t)(c->argv[c->argc - 1] - c->buf) + c->argvlen[c->argc - 1] + 1;
-    if (c->argc >= SK_LOGIC_CALL_ARGC || used >= sizeof(c->buf))
+    if (c->argc >= SK_LOGIC_CALL_ARGC || c->used >= sizeof(c->buf))
         return -1;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(c->buf + used, sizeof(c->buf) - used, fmt, ap);
+    int n = vsnprintf(c->buf + c->used, sizeof(c->buf) - c->used, fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(c->buf) - used)
+    if (n < 0 || (size_t)n >= sizeof(c->buf) - c->used)
         return -1;
-    c->argv[c->argc] = c->buf + used;
+    c->argv[c->argc] = c->buf + c->used;
     c->argvlen[c->argc] = (size_t)n;
     c->argc++;
+    c->used += (size_t)n + 1;
     return 0;
 }
 
 int
-sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_logic_entry_t *e, const sk_activity_t *act,
-                    const sk_logic_pre_t *pre)
+sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_activity_t *act, const sk_logic_entry_t *const *e,
+                    const sk_logic_pre_t *const *pre, size_t n)
 {
     c->argc = 0;
-    int code = pre->code;
-    if (code == 0 && act == NULL)
+    c->used = 0;
+    if (n == 0 || n > SK_LOGIC_BATCH)
         return -1;
-    int allow = code == 0 && pre->allow;
-    const char *token = allow ? pre->token : "-";
-    int64_t a = e->aid;
+    int64_t a = e[0]->aid;
+    for (size_t i = 0; i < n; ++i)
+        if (e[i]->aid != a || (pre[i]->code == 0 && act == NULL))
+            return -1;
     int rc = 0;
     rc |= put(c, "EVALSHA");
     rc |= put(c, "%s", sha);
-    rc |= put(c, "%d", SK_LOGIC_CALL_NKEYS);
+    rc |= put(c, "%zu", SK_LOGIC_CALL_NKEYS + n);
     /* every key carries the activity's hash tag, so the step stays atomic on a Redis Cluster */
-    rc |= put(c, "sk:{a%" PRId64 "}:req:%s", a, e->id);
     rc |= put(c, "sk:{a%" PRId64 "}:total", a);
     rc |= put(c, "sk:{a%" PRId64 "}:sold", a);
     rc |= put(c, "sk:{a%" PRId64 "}:users", a);
-    rc |= put(c, "sk:{a%" PRId64 "}:tok:%s", a, token);
-    rc |= put(c, "sk:{a%" PRId64 "}:u:%" PRId64, a, e->uid);
+    rc |= put(c, "sk:{a%" PRId64 "}:tokens", a);
     rc |= put(c, "sk:{a%" PRId64 "}:wins", a);
-    rc |= put(c, "%" PRId64, e->deadline);
-    rc |= put(c, "%" PRId64, e->sid_ms);
-    rc |= put(c, "%d", code);
-    rc |= put(c, "%d", allow);
-    rc |= put(c, "%s", token);
-    rc |= put(c, "%" PRId64, allow ? pre->ttl : 0);
-    rc |= put(c, "%" PRId64, e->uid);
-    rc |= put(c, "%" PRId64, e->pid);
+    for (size_t i = 0; i < n && rc == 0; ++i) {
+        char key[96];
+        if (sk_result_key(key, sizeof(key), a, e[i]->deadline) < 0)
+            return -1;
+        rc |= put(c, "%s", key);
+    }
     rc |= put(c, "%" PRId64, a);
+    rc |= put(c, "%" PRId64, act != NULL ? act->product_id : e[0]->pid);
     rc |= put(c, "%" PRId64, act != NULL ? act->buy_limit : 0);
     rc |= put(c, "%" PRId64, act != NULL ? act->speed : 0);
     rc |= put(c, "%" PRId64, act != NULL ? act->total : 0);
     rc |= put(c, "sk:{a%" PRId64 "}:sec:", a);
-    rc |= put(c, "%s", e->reply);
-    rc |= put(c, "%s", e->id);
-    return rc == 0 && c->argc == SK_LOGIC_CALL_ARGC ? 0 : -1;
+    for (size_t i = 0; i < n && rc == 0; ++i) {
+        const sk_logic_pre_t *p = pre[i];
+        int allow = p->code == 0 && p->allow;
+        rc |= put(c, "%" PRId64, e[i]->deadline);
+        rc |= put(c, "%" PRId64, e[i]->sid_ms);
+        rc |= put(c, "%d", p->code);
+        rc |= put(c, "%d", allow);
+        rc |= put(c, "%s", allow ? p->token : "-");
+        rc |= put(c, "%" PRId64, allow ? p->ttl : 0);
+        rc |= put(c, "%" PRId64, e[i]->uid);
+        rc |= put(c, "%s", e[i]->reply);
+        rc |= put(c, "%s", e[i]->id);
+        rc |= put(c, "%" PRId64, sk_result_keep_until(e[i]->deadline));
+    }
+    return rc == 0 && (size_t)c->argc == 3 + SK_LOGIC_CALL_NKEYS + n + SK_LOGIC_CALL_NARGS + SK_LOGIC_CALL_ENTRY_ARGS * n ? 0 : -1;
 }

@@ -46,9 +46,44 @@ copy_str(char *dst, size_t cap, const char *s, size_t len)
 
 enum { F_ID = 1, F_REPLY = 2, F_AID = 4, F_PID = 8, F_UID = 16, F_IP = 32, F_NOW = 64, F_DEADLINE = 128, F_ALL = 255 };
 
+static int parse_fields(sk_logic_entry_t *e, const char *sid, size_t sidlen, const char *const *fv, const size_t *fvlen, size_t nfv,
+                        char *err, size_t errlen);
+
 int
 sk_logic_entry_parse(sk_logic_entry_t *e, const char *sid, size_t sidlen, const char *const *fv, const size_t *fvlen, size_t nfv,
                      char *err, size_t errlen)
+{
+    /* access packs the eight values into one field, "r" (DESIGN.md): a third of the bytes in the stream and the AOF */
+    static const char *const names[8] = {"id", "reply", "aid", "pid", "uid", "ip", "now", "deadline"};
+    for (size_t i = 0; i + 1 < nfv; i += 2) {
+        if (fvlen[i] != 1 || fv[i][0] != 'r')
+            continue;
+        const char *x[16];
+        size_t xlen[16], n = 0;
+        const char *v = fv[i + 1], *end = v + fvlen[i + 1];
+        while (n < 8 && v <= end) {
+            const char *sp = memchr(v, ' ', (size_t)(end - v));
+            const char *stop = sp != NULL ? sp : end;
+            x[2 * n] = names[n];
+            xlen[2 * n] = strlen(names[n]);
+            x[2 * n + 1] = v;
+            xlen[2 * n + 1] = (size_t)(stop - v);
+            n++;
+            if (sp == NULL)
+                break;
+            v = sp + 1;
+        }
+        /* a value that is missing or has more words than eight arrives empty, and fails as that field */
+        if (n == 8 && xlen[15] != (size_t)(end - x[15]))
+            xlen[15] = 0;
+        return parse_fields(e, sid, sidlen, x, xlen, 2 * n, err, errlen);
+    }
+    return parse_fields(e, sid, sidlen, fv, fvlen, nfv, err, errlen);
+}
+
+static int
+parse_fields(sk_logic_entry_t *e, const char *sid, size_t sidlen, const char *const *fv, const size_t *fvlen, size_t nfv, char *err,
+             size_t errlen)
 {
     memset(e, 0, sizeof(*e));
     unsigned have = 0;

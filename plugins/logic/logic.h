@@ -41,7 +41,7 @@ typedef struct st_sk_logic_entry_t {
     char ip[64];
 } sk_logic_entry_t;
 
-/** A decision: what the script stores under req:<id> ("<code> <token> <expires_at>"). token is "-" when none. */
+/** A decision: what the script stores in the result bucket ("<code> <token> <expires_at>"). token is "-" when none. */
 typedef struct st_sk_logic_result_t {
     int code;
     char token[SK_LOGIC_TOKEN_MAX + 1];
@@ -49,8 +49,10 @@ typedef struct st_sk_logic_result_t {
 } sk_logic_result_t;
 
 /** Parses a stream id "<ms>-<seq>" and the entry's field/value pairs (fv[0]=field, fv[1]=value, ...; nfv counts
- * strings). Returns 0 when every field is present and valid. On -1 `err` names the first bad field, and e->id and
- * e->reply are still filled when those two were valid (check e->id[0] && e->reply[0]) so the request can be answered. */
+ * strings): either one field "r" = "<id> <reply> <aid> <pid> <uid> <ip> <now> <deadline>" (what access writes), or a
+ * field per value under those names. Returns 0 when every value is present and valid. On -1 `err` names the first bad
+ * field, and e->id and e->reply are still filled when those two were valid (check e->id[0] && e->reply[0]) so the
+ * request can be answered. */
 int sk_logic_entry_parse(sk_logic_entry_t *e, const char *sid, size_t sidlen, const char *const *fv, const size_t *fvlen,
                          size_t nfv, char *err, size_t errlen);
 /** Parses "<code> <token> <expires_at>". 0 or -1. */
@@ -68,18 +70,6 @@ int sk_logic_token_ok(const char *token);
  * it belongs to another product) or SK_E_DISABLED (status 0: the kill switch). */
 int sk_logic_precheck(const sk_snapshot_t *snap, const sk_logic_entry_t *e, const sk_activity_t **out);
 
-#define SK_LOGIC_CALL_NKEYS 7
-#define SK_LOGIC_CALL_NARGS 15
-#define SK_LOGIC_CALL_ARGC (3 + SK_LOGIC_CALL_NKEYS + SK_LOGIC_CALL_NARGS)
-
-/** The argv of one EVALSHA of the stock script, with its own storage. */
-typedef struct st_sk_logic_call_t {
-    int argc;
-    const char *argv[SK_LOGIC_CALL_ARGC];
-    size_t argvlen[SK_LOGIC_CALL_ARGC];
-    char buf[2048];
-} sk_logic_call_t;
-
 /** What the worker decided before the atomic step. */
 typedef struct st_sk_logic_pre_t {
     int code;  /* 0 = let the script decide; else the script only stores and returns this code */
@@ -88,14 +78,31 @@ typedef struct st_sk_logic_pre_t {
     int64_t ttl;
 } sk_logic_pre_t;
 
-/** Builds EVALSHA <sha> for the entry. `act` may be NULL when pre->code != 0. Returns 0, or -1 if it does not fit. */
-int sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_logic_entry_t *e, const sk_activity_t *act,
-                        const sk_logic_pre_t *pre);
+#define SK_LOGIC_CALL_NKEYS 5       /* before the per-entry result buckets */
+#define SK_LOGIC_CALL_NARGS 6       /* before the per-entry arguments */
+#define SK_LOGIC_CALL_ENTRY_ARGS 10 /* per entry */
+#define SK_LOGIC_CALL_ARGC (3 + SK_LOGIC_CALL_NKEYS + SK_LOGIC_CALL_NARGS + SK_LOGIC_BATCH * (1 + SK_LOGIC_CALL_ENTRY_ARGS))
+
+/** The argv of one EVALSHA of the stock script for up to SK_LOGIC_BATCH entries of one activity, with its own
+ * storage (about 60 KiB: keep one per consumer, not on a stack). */
+typedef struct st_sk_logic_call_t {
+    int argc;
+    size_t used;
+    const char *argv[SK_LOGIC_CALL_ARGC];
+    size_t argvlen[SK_LOGIC_CALL_ARGC];
+    char buf[SK_LOGIC_BATCH * 768 + 1024];
+} sk_logic_call_t;
+
+/** Builds EVALSHA <sha> for n entries (1..SK_LOGIC_BATCH) of one activity, in order; pre[i] is what was decided for
+ * e[i] before the step. `act` may be NULL only when every pre[i]->code is non-zero. Returns 0, or -1 if the entries
+ * belong to different activities or the call does not fit. */
+int sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_activity_t *act, const sk_logic_entry_t *const *e,
+                        const sk_logic_pre_t *const *pre, size_t n);
 
 /* ---- stock_script.c ---- */
 
-/** The atomic step (Redis Lua 5.1). PUBLISHes "<id> <result>" to the entry's reply channel and returns {result_string,
- * sold} (sold -1 when the step did not read it). */
+/** The atomic step for a batch of one activity's entries (Redis Lua 5.1). PUBLISHes "<id> <result>" lines, one
+ * message per reply channel, and returns {result_1, ..., result_n, sold} (sold -1 when the step did not read it). */
 extern const char sk_logic_stock_lua[];
 /** Heartbeat: ZADD the node with Redis-clock ms, drop members older than ARGV[2] ms. Returns the Redis ms. */
 extern const char sk_logic_heartbeat_lua[];

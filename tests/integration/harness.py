@@ -60,7 +60,8 @@ import urllib.parse
 __all__ = [
     "SOURCE_DIR", "BUILD_DIR", "DEV_SECRET", "DEV_TOKEN_SECRET", "tmpdir", "make_tmp", "free_port", "port_is_listening",
     "Redis", "RedisError", "Etcd", "Node", "ProcessExited", "run_seckilld", "write_conf", "http", "user_key", "sign",
-    "signed_params", "wait_until", "TestCase", "main", "kill_all",
+    "signed_params", "wait_until", "TestCase", "main", "kill_all", "result_key", "result_keep_until",
+    "stored_results", "token_fields", "token_info", "user_wins",
 ]
 
 SOURCE_DIR = os.path.abspath(
@@ -497,6 +498,61 @@ class Redis(_Server):
                 return f.read()
         except OSError:
             return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# SecKill's Redis layout (docs/DESIGN.md "Redis keys"; common/sk_keys.c)
+# ---------------------------------------------------------------------------------------------
+
+RESULT_BUCKET_MS = 60000  # SK_RESULT_BUCKET_MS
+RESULT_KEEP_S = 600  # SK_RESULT_KEEP_S
+TOKEN_FIELDS = ("user_id", "product_id", "activity_id", "issued_at", "expires_at", "order_id")
+
+
+def result_key(aid, deadline_ms):
+    """The hash holding the stored results of activity aid's requests whose deadline (Redis-clock unix ms) is
+    deadline_ms: sk:{a<aid>}:res:<minute of the deadline>, field = request id, value = "code token expires_at"."""
+    return "sk:{a%d}:res:%d" % (int(aid), max(0, int(deadline_ms)) // RESULT_BUCKET_MS)
+
+
+def result_keep_until(deadline_ms):
+    """The unix second at which the bucket of deadline_ms may go (its EXPIREAT)."""
+    return (max(0, int(deadline_ms)) // RESULT_BUCKET_MS + 1) * (RESULT_BUCKET_MS // 1000) + RESULT_KEEP_S
+
+
+def stored_results(redis, aid):
+    """{request id: stored result} over every result bucket of activity aid."""
+    out = {}
+    for k in redis.call("KEYS", "sk:{a%d}:res:*" % int(aid)) or []:
+        h = redis.call("HGETALL", k) or []
+        out.update(zip(h[0::2], h[1::2]))
+    return out
+
+
+def token_fields(value):
+    """A value of sk:{a<ID>}:tokens ("user_id product_id activity_id issued_at expires_at[ order_id]") as a dict
+    keyed by TOKEN_FIELDS, order_id None until the token is consumed; None for None."""
+    if value is None:
+        return None
+    words = value.split(" ")
+    if len(words) not in (5, 6) or "" in words:
+        raise AssertionError("malformed token value %r" % value)
+    return dict(itertools.zip_longest(TOKEN_FIELDS, words))
+
+
+def token_info(redis, aid, token):
+    """token_fields() of the token's field of sk:{a<aid>}:tokens (None when there is none)."""
+    return token_fields(redis.call("HGET", "sk:{a%d}:tokens" % int(aid), token))
+
+
+def user_wins(value):
+    """A value of sk:{a<ID>}:users ("wins token expires_at [token expires_at ...]") as (wins, [(token, expires_at)]).
+    Fails when the count and the pairs disagree."""
+    words = value.split(" ")
+    wins, rest = int(words[0]), words[1:]
+    if len(rest) != 2 * wins:
+        raise AssertionError("users value %r: %d wins, %d words after the count" % (value, wins, len(rest)))
+    return wins, [(rest[i], int(rest[i + 1])) for i in range(0, len(rest), 2)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -290,7 +290,7 @@ class AccessCodesTest(harness.TestCase):
         before = self.redis.call("XLEN", "sk:queue")
         self.expect(kill(self.node, 2201, 10, ip=fresh_ip(), t=t, nance=nance), 1003)
         self.assertEqual(self.redis.call("XLEN", "sk:queue"), before)
-        self.assertIsNone(self.redis.call("GET", "sk:{a100}:u:2201"))
+        self.assertIsNone(self.redis.call("HGET", "sk:{a100}:users", "2201"))
 
     # ---- parameters: malformed input answers 1001 naming the parameter, and nothing crashes ----
 

@@ -73,12 +73,11 @@ def db_rows(node, sql, args=()):
 
 
 def make_token(redis, aid, pid, uid, token, ttl=1800, issued=None):
-    """Writes a purchase token the way the logic layer does (docs/DESIGN.md)."""
+    """Writes a purchase token the way the logic layer does (docs/DESIGN.md): its field of sk:{a<ID>}:tokens, "user_id
+    product_id activity_id issued_at expires_at" (no TTL: expires_at is checked on consume), and its winners line."""
     issued = int(time.time()) if issued is None else issued
-    key = "sk:{a%d}:tok:%s" % (aid, token)
-    redis.call("HSET", key, "user_id", uid, "product_id", pid, "activity_id", aid, "issued_at", issued, "expires_at",
-               issued + ttl)
-    redis.call("EXPIREAT", key, issued + ttl)
+    key = "sk:{a%d}:tokens" % aid
+    redis.call("HSET", key, token, "%d %d %d %d %d" % (uid, pid, aid, issued, issued + ttl))
     redis.call("RPUSH", "sk:{a%d}:wins" % aid, "%d %s %d %d" % (uid, token, issued, issued + ttl))
     return key
 
@@ -408,7 +407,7 @@ class AdminApiTest(harness.TestCase):
         self.assertEqual((data["user_id"], data["product_id"], data["activity_id"]), (42, pid, aid))
         st, code, again, _ = a.post("/token/consume", json_body={"token": tok, "user_id": 42, "product_id": pid})
         self.assertEqual((st, code, again["order_id"]), (409, 1014, data["order_id"]))
-        self.assertEqual(self.redis.call("HGET", "sk:{a%d}:tok:%s" % (aid, tok), "order_id"), str(data["order_id"]))
+        self.assertEqual(harness.token_info(self.redis, aid, tok)["order_id"], str(data["order_id"]))
         rows = db_rows(self.node, "SELECT order_id, user_id, product_id, activity_id, state FROM orders WHERE token = ?",
                        (tok, ))
         self.assertEqual(rows, [(data["order_id"], 42, pid, aid, 1)])
@@ -417,6 +416,7 @@ class AdminApiTest(harness.TestCase):
         make_token(self.redis, aid, pid, 42, old, ttl=1, issued=int(time.time()) - 1)
         self.assertCode(a.post("/token/consume", {"token": old, "user_id": 42, "product_id": pid}), 1002)
         self.assertEqual(db_rows(self.node, "SELECT COUNT(*) FROM orders WHERE token = ?", (old, )), [(0, )])
+        self.assertIsNone(harness.token_info(self.redis, aid, old)["order_id"], "an expired token was marked")
 
     def test_token_consume_concurrent(self):
         a = self.a

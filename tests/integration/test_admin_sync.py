@@ -187,7 +187,7 @@ class AdminSyncTest(harness.TestCase):
         data = wait_until(consumed, timeout=10)
         self.assertEqual(db_rows(self.node, "SELECT COUNT(*), MIN(state) FROM orders WHERE token = ?", (tok, )),
                          [(1, 1)])
-        self.assertEqual(self.redis.call("HGET", "sk:{a%d}:tok:%s" % (aid0, tok), "order_id"), str(data["order_id"]))
+        self.assertEqual(harness.token_info(self.redis, aid0, tok)["order_id"], str(data["order_id"]))
 
     def test_crash_between_mark_and_order_row(self):
         a = self.a
@@ -206,7 +206,8 @@ class AdminSyncTest(harness.TestCase):
                             (tok, uid, pid, old))
         ids = dict(con.execute("SELECT token, order_id FROM orders WHERE state = 0"))
         con.close()
-        self.redis.call("HSET", "sk:{a%d}:tok:%s" % (aid, marked), "order_id", ids[marked])
+        tokens = "sk:{a%d}:tokens" % aid
+        self.redis.call("HSET", tokens, marked, "%s %d" % (self.redis.call("HGET", tokens, marked), ids[marked]))
         self.node.start()
 
         def settled():
@@ -218,7 +219,7 @@ class AdminSyncTest(harness.TestCase):
         rows = wait_until(settled, timeout=10, interval=0.2, msg="re-drive of pending orders")
         self.assertEqual(rows[marked], (ids[marked], 1))
         self.assertEqual(rows[unmarked], (ids[unmarked], 1))  # the intent is completed, once
-        self.assertEqual(self.redis.call("HGET", "sk:{a%d}:tok:%s" % (aid, unmarked), "order_id"), str(ids[unmarked]))
+        self.assertEqual(harness.token_info(self.redis, aid, unmarked)["order_id"], str(ids[unmarked]))
         st, code, data, _ = a.post("/token/consume", {"token": marked, "user_id": 21, "product_id": pid})
         self.assertEqual((code, data["order_id"]), (1014, ids[marked]))
 

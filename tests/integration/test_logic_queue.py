@@ -63,15 +63,17 @@ class Resp:
 
 
 class Replies(threading.Thread):
-    """Subscribes to one reply channel and records every "<id> <code> <token> <expires_at>" message. Reconnects (and
-    re-subscribes) when Redis goes away, so it survives a Redis restart; messages published meanwhile are lost, which
-    is why tests that restart Redis read the stored results instead."""
+    """Subscribes to one reply channel and records every "<id> <code> <token> <expires_at>" line of its messages (one
+    message per batch of a logic worker, one line per answer). Reconnects (and re-subscribes) when Redis goes away, so
+    it survives a Redis restart; messages published meanwhile are lost, which is why tests that restart Redis read the
+    stored results instead."""
 
     def __init__(self, port, channel):
         super().__init__(daemon=True)
         self.port = port
         self.channel = channel
         self.results = {}  # id -> [(code, token, expires_at, arrival monotonic)]
+        self.malformed = []  # messages with a line that is not "<id> <code> <token> <expires_at>"
         self.mu = threading.Lock()
         self.subscribed = threading.Event()
         self.stopping = False
@@ -97,10 +99,19 @@ class Replies(threading.Thread):
                     if isinstance(m, list) and m[0] == "subscribe":
                         self.subscribed.set()
                     elif isinstance(m, list) and m[0] == "message":
-                        parts = m[2].split(" ")
-                        rec = (int(parts[1]), parts[2], int(parts[3]), time.monotonic())
+                        now = time.monotonic()
+                        try:
+                            recs = [(p[0], (int(p[1]), p[2], int(p[3]), now))
+                                    for p in (line.split(" ") for line in m[2].split("\n")) if len(p) == 4]
+                            if len(recs) != m[2].count("\n") + 1:
+                                raise ValueError(m[2])
+                        except ValueError:
+                            with self.mu:
+                                self.malformed.append(m[2])
+                            continue
                         with self.mu:
-                            self.results.setdefault(parts[0], []).append(rec)
+                            for rid, rec in recs:
+                                self.results.setdefault(rid, []).append(rec)
             except (OSError, ConnectionError, ValueError):
                 time.sleep(0.05)
             finally:
@@ -118,6 +129,8 @@ class Replies(threading.Thread):
 
     def snapshot(self):
         with self.mu:
+            if self.malformed:
+                raise AssertionError("malformed replies on %s, e.g. %r" % (self.channel, self.malformed[:3]))
             return {k: list(v) for k, v in self.results.items()}
 
     def wait_all(self, ids, timeout):
@@ -125,7 +138,7 @@ class Replies(threading.Thread):
 
         def done():
             with self.mu:
-                return all(i in self.results for i in ids)
+                return self.malformed or all(i in self.results for i in ids)
 
         try:
             wait_until(done, timeout=timeout, interval=0.05, msg="replies")
@@ -133,6 +146,7 @@ class Replies(threading.Thread):
             with self.mu:
                 missing = [i for i in ids if i not in self.results]
             raise AssertionError("%d of %d requests got no reply, e.g. %s" % (len(missing), len(ids), missing[:5]))
+        self.snapshot()  # fails on a malformed reply
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -168,6 +182,7 @@ class Sale:
         self.queued = {}  # id -> (uid, local monotonic when queued, stream id, deadline in Redis ms)
         self.not_queued = 0
         self.uncertain = {}  # id -> uid: sent, but Redis did not answer (it may still run them)
+        self.sent = {}  # id -> (activity, deadline in Redis ms) of every entry built, queued or not
         self.seq = 0
 
     def _connect(self):
@@ -188,6 +203,7 @@ class Sale:
         for k, v in fields.items():
             if k not in drop:
                 cmd += [k, v]
+        self.sent[rid] = (fields["aid"], deadline)
         return rid, cmd
 
     def queue(self, uids, **kw):
@@ -238,6 +254,16 @@ class Sale:
         self.replies.wait_all(self.queued if ids is None else ids, timeout)
         return self.results()
 
+    def stored(self, ids):
+        """id -> the result stored for it (its field of the result bucket of its activity and deadline), or None."""
+        ids = list(ids)
+        c = Resp(self.redis.port)
+        try:
+            out = c.pipeline([["HGET", harness.result_key(*self.sent[rid]), rid] for rid in ids])
+        finally:
+            c.close()
+        return dict(zip(ids, out))
+
     def results(self):
         """id -> (code, token, expires_at); fails when one id got two different answers (processed twice)."""
         out = {}
@@ -268,26 +294,36 @@ def check_store(tc, redis, aid, results, total=None, buy_limit=None):
     sold = int(redis.call("GET", key(aid, "sold")) or 0)
     wins = redis.call("LRANGE", key(aid, "wins"), 0, -1) or []
     users = redis.call("HGETALL", key(aid, "users")) or []
-    per_user = {int(users[i]): int(users[i + 1]) for i in range(0, len(users), 2)}
+    held = {int(users[i]): harness.user_wins(users[i + 1]) for i in range(0, len(users), 2)}
+    per_user = {u: h[0] for u, h in held.items()}
     tc.assertEqual(sold, len(wins))
     tc.assertEqual(sold, sum(per_user.values()))
     tokens = [w.split(" ")[1] for w in wins]
     tc.assertEqual(len(set(tokens)), len(tokens), "a token was issued twice")
+    tc.assertEqual(int(redis.call("HLEN", key(aid, "tokens"))), sold, "tokens stored != wins")
+    # each user's field lists exactly the (token, expires_at) of that user's wins
+    listed = {}
+    for w in wins:
+        uid, tok, _, exp = w.split(" ")
+        listed.setdefault(int(uid), []).append((tok, int(exp)))
+    tc.assertEqual({u: sorted(h[1]) for u, h in held.items()}, {u: sorted(v) for u, v in listed.items()})
     won = {r[1]: rid for rid, r in results.items() if r[0] == 0}
     tc.assertTrue(set(won) <= set(tokens), "a win answered to a client is missing from Redis")
     if total is not None:
         tc.assertLessEqual(sold, total)
     if buy_limit is not None:
         tc.assertLessEqual(max(per_user.values() or [0]), buy_limit)
+    now = int(redis.call("TIME")[0])
     for w in wins[:50] + wins[-50:]:
         uid, tok, issued, exp = w.split(" ")
-        h = redis.call("HGETALL", key(aid, "tok:" + tok))
-        h = dict(zip(h[0::2], h[1::2]))
+        h = harness.token_info(redis, aid, tok) or {}
         tc.assertEqual(h.get("user_id"), uid)
         tc.assertEqual(h.get("activity_id"), str(aid))
+        tc.assertEqual(h.get("issued_at"), issued)
         tc.assertEqual(h.get("expires_at"), exp)
-        ttl = redis.call("TTL", key(aid, "tok:" + tok))
-        tc.assertTrue(0 < ttl <= int(exp) - int(issued), "token TTL %s" % ttl)
+        tc.assertIsNone(h.get("order_id"))
+        # the token is valid now (Redis clock), and for no longer than it was issued for
+        tc.assertTrue(int(issued) <= now < int(exp), "token issued %s, expires %s, now %d" % (issued, exp, now))
     return sold, per_user, tokens
 
 
@@ -354,10 +390,14 @@ class LogicQueueTest(harness.TestCase):
         self.assertEqual(int(self.redis.call("GET", key(1, "total"))), 500)  # the snapshot's total, SET NX
         # every request is also stored, so a redelivery can never decide again
         sample = random.Random(1).sample(sorted(res), 200)
+        stored = s.stored(sample)
         for rid in sample:
-            stored = self.redis.call("GET", key(1, "req:" + rid))
-            code, tok, exp = stored.split(" ")
+            code, tok, exp = stored[rid].split(" ")
             self.assertEqual((int(code), tok, int(exp)), res[rid])
+        # in the bucket of its deadline, which is kept past that minute
+        for rid in sample[:20]:
+            k = harness.result_key(*s.sent[rid])
+            self.assertEqual(int(self.redis.call("EXPIRETIME", k)), harness.result_keep_until(s.sent[rid][1]))
 
     def test_speed_limit(self):
         """speed=10: no calendar second of Redis TIME has more than 10 wins, and the limit is reached."""
@@ -449,7 +489,10 @@ class LogicQueueTest(harness.TestCase):
         self.assertEqual(res[late[0]][0], 1008)
         self.assertEqual(res[added_late[0]][0], 1008)
         self.assertIsNone(self.redis.call("GET", key(6, "sold")))
-        self.assertIsNone(self.redis.call("GET", key(6, "req:" + late[0])))
+        self.assertIsNone(s.stored(late)[late[0]])
+        stored = harness.stored_results(self.redis, 6)
+        self.assertNotIn(late[0], stored)  # in no bucket at all
+        self.assertNotIn(added_late[0], stored)
         time.sleep(0.5)  # let the clock pass the explicit id before other tests queue
         ok = s.queue([3])
         self.assertEqual(s.wait(ok, timeout=10)[ok[0]][0], 0)
@@ -458,7 +501,7 @@ class LogicQueueTest(harness.TestCase):
         s = self.sale(7, 107)  # activity 7 does not exist
         unknown = s.queue([1])
         self.assertEqual(s.wait(unknown, timeout=10)[unknown[0]][0], 1002)
-        self.assertIn("1002", self.redis.call("GET", key(7, "req:" + unknown[0])))  # stored, too
+        self.assertIn("1002", s.stored(unknown)[unknown[0]])  # stored, too
         put_activity(self.etcd, 8, 108, total=10, buy_limit=5, buy_rate=1)
         time.sleep(1.2)
         wrong_product = s.queue([1], aid=8, pid=999)

@@ -312,7 +312,8 @@ class MultiNodeFaults(harness.TestCase):
         self.assertEqual(wins, sold, "wins seen by the two benches == sold")
         self.assertGreater(min(s["wins"] for s in sums), 0, "both access nodes sold")
         per_user = self.redis.call("HGETALL", key + ":users")
-        counts = {int(per_user[i]): int(per_user[i + 1]) for i in range(0, len(per_user), 2)}
+        held = {int(per_user[i]): harness.user_wins(per_user[i + 1]) for i in range(0, len(per_user), 2)}
+        counts = {u: h[0] for u, h in held.items()}
         self.assertEqual(sum(counts.values()), sold)
         self.assertLessEqual(max(counts.values()), limit, "a user over buy_limit across the two access nodes")
         winners = self.admin_ok("GET", "/activity/winners", params={"activity_id": aid, "limit": 1000})
@@ -320,8 +321,11 @@ class MultiNodeFaults(harness.TestCase):
         by_user = {}
         for w in winners:
             by_user.setdefault(w["user_id"], []).append(w["token"])
-            self.assertEqual(self.redis.call("HGET", "%s:tok:%s" % (key, w["token"]), "user_id"), str(w["user_id"]))
+            self.assertEqual((harness.token_info(self.redis, aid, w["token"]) or {}).get("user_id"),
+                             str(w["user_id"]))
         self.assertEqual({u: len(t) for u, t in by_user.items()}, counts)
+        self.assertEqual({u: sorted(t for t, _ in h[1]) for u, h in held.items()},
+                         {u: sorted(t) for u, t in by_user.items()}, "the users hash lists each winner's tokens")
         self.assertEqual(len({w["token"] for w in winners}), sold, "tokens are unique")
         # the client's view: /sec/result (signed, through either access node) lists exactly the winner's tokens
         for i, (uid, toks) in enumerate(sorted(by_user.items())[:20]):

@@ -37,6 +37,46 @@ test_entry_ok(void)
     ASSERT_EQ(e.deadline, 1700000003000LL);
 }
 
+static int
+parse_packed(sk_logic_entry_t *e, const char *packed, char *err, size_t errlen)
+{
+    const char *fv[] = {"r", packed};
+    size_t fl[] = {1, strlen(packed)};
+    return sk_logic_entry_parse(e, "1700000000123-5", 15, fv, fl, 2, err, errlen);
+}
+
+static void
+test_entry_packed(void)
+{
+    sk_logic_entry_t e;
+    char err[64] = "";
+    ASSERT_EQ(parse_packed(&e, "n1:0:42 sk:reply:n1:0 7 3 1001 10.0.0.1 1700000000 1700000003000", err, sizeof(err)), 0);
+    ASSERT_STREQ(e.id, "n1:0:42");
+    ASSERT_STREQ(e.reply, "sk:reply:n1:0");
+    ASSERT_EQ(e.aid, 7);
+    ASSERT_EQ(e.pid, 3);
+    ASSERT_EQ(e.uid, 1001);
+    ASSERT_STREQ(e.ip, "10.0.0.1");
+    ASSERT_EQ(e.now, 1700000000);
+    ASSERT_EQ(e.deadline, 1700000003000LL);
+    ASSERT_EQ(e.sid_ms, 1700000000123LL);
+    /* a bad value names its field and keeps the route */
+    ASSERT_EQ(parse_packed(&e, "n1:0:42 sk:reply:n1:0 7 3 12x 10.0.0.1 1700000000 1700000003000", err, sizeof(err)), -1);
+    ASSERT_STREQ(err, "bad field uid");
+    ASSERT_STREQ(e.id, "n1:0:42");
+    ASSERT_STREQ(e.reply, "sk:reply:n1:0");
+    /* too few words, too many, empty words, an empty value */
+    ASSERT_EQ(parse_packed(&e, "n1:0:42 sk:reply:n1:0 7 3 1001 10.0.0.1 1700000000", err, sizeof(err)), -1);
+    ASSERT_STREQ(err, "missing field deadline");
+    ASSERT_EQ(parse_packed(&e, "n1:0:42 sk:reply:n1:0 7 3 1001 10.0.0.1 1700000000 1700000003000 9", err, sizeof(err)), -1);
+    ASSERT_STREQ(err, "bad field deadline");
+    ASSERT_EQ(parse_packed(&e, "n1:0:42  sk:reply:n1:0 7 3 1001 10.0.0.1 1700000000 1700000003000", err, sizeof(err)), -1);
+    ASSERT_STREQ(err, "bad field reply");
+    ASSERT_STREQ(e.id, "");
+    ASSERT_EQ(parse_packed(&e, "", err, sizeof(err)), -1);
+    ASSERT_STREQ(err, "bad field id");
+}
+
 static void
 test_entry_extra_field_tolerated(void)
 {
@@ -209,45 +249,94 @@ test_call_build(void)
     strcpy(e.reply, "sk:reply:n1:0");
     sk_logic_pre_t pre = {.code = 0, .allow = 1, .ttl = 1800};
     strcpy(pre.token, "tok0123456789abcdef");
-    sk_logic_call_t c;
-    ASSERT_EQ(sk_logic_call_build(&c, "0123456789012345678901234567890123456789", &e, &act, &pre), 0);
-    ASSERT_EQ(c.argc, SK_LOGIC_CALL_ARGC);
+    static sk_logic_call_t c; /* about 60 KiB */
+    const sk_logic_entry_t *es[1] = {&e};
+    const sk_logic_pre_t *ps[1] = {&pre};
+    ASSERT_EQ(sk_logic_call_build(&c, "0123456789012345678901234567890123456789", &act, es, ps, 1), 0);
+    ASSERT_EQ(c.argc, 3 + SK_LOGIC_CALL_NKEYS + 1 + SK_LOGIC_CALL_NARGS + SK_LOGIC_CALL_ENTRY_ARGS);
     ASSERT(argis(&c, 0, "EVALSHA"));
-    ASSERT(argis(&c, 2, "7"));
-    ASSERT(argis(&c, 3, "sk:{a7}:req:n1:0:42"));
-    ASSERT(argis(&c, 4, "sk:{a7}:total"));
-    ASSERT(argis(&c, 5, "sk:{a7}:sold"));
-    ASSERT(argis(&c, 6, "sk:{a7}:users"));
-    ASSERT(argis(&c, 7, "sk:{a7}:tok:tok0123456789abcdef"));
-    ASSERT(argis(&c, 8, "sk:{a7}:u:1001"));
-    ASSERT(argis(&c, 9, "sk:{a7}:wins"));
-    ASSERT(argis(&c, 10, "1700000003000"));
-    ASSERT(argis(&c, 11, "1700000000123"));
-    ASSERT(argis(&c, 12, "0"));
-    ASSERT(argis(&c, 13, "1"));
-    ASSERT(argis(&c, 14, "tok0123456789abcdef"));
-    ASSERT(argis(&c, 15, "1800"));
-    ASSERT(argis(&c, 16, "1001"));
-    ASSERT(argis(&c, 17, "3"));
-    ASSERT(argis(&c, 18, "7"));
-    ASSERT(argis(&c, 19, "2"));
-    ASSERT(argis(&c, 20, "10"));
-    ASSERT(argis(&c, 21, "500"));
-    ASSERT(argis(&c, 22, "sk:{a7}:sec:"));
-    ASSERT(argis(&c, 23, "sk:reply:n1:0"));
-    ASSERT(argis(&c, 24, "n1:0:42"));
+    ASSERT(argis(&c, 2, "6"));
+    ASSERT(argis(&c, 3, "sk:{a7}:total"));
+    ASSERT(argis(&c, 4, "sk:{a7}:sold"));
+    ASSERT(argis(&c, 5, "sk:{a7}:users"));
+    ASSERT(argis(&c, 6, "sk:{a7}:tokens"));
+    ASSERT(argis(&c, 7, "sk:{a7}:wins"));
+    /* the result bucket is the minute of the deadline */
+    ASSERT(argis(&c, 8, "sk:{a7}:res:28333333"));
+    ASSERT(argis(&c, 9, "7"));
+    ASSERT(argis(&c, 10, "3"));
+    ASSERT(argis(&c, 11, "2"));
+    ASSERT(argis(&c, 12, "10"));
+    ASSERT(argis(&c, 13, "500"));
+    ASSERT(argis(&c, 14, "sk:{a7}:sec:"));
+    ASSERT(argis(&c, 15, "1700000003000"));
+    ASSERT(argis(&c, 16, "1700000000123"));
+    ASSERT(argis(&c, 17, "0"));
+    ASSERT(argis(&c, 18, "1"));
+    ASSERT(argis(&c, 19, "tok0123456789abcdef"));
+    ASSERT(argis(&c, 20, "1800"));
+    ASSERT(argis(&c, 21, "1001"));
+    ASSERT(argis(&c, 22, "sk:reply:n1:0"));
+    ASSERT(argis(&c, 23, "n1:0:42"));
+    /* kept for SK_RESULT_KEEP_S past the end of its minute */
+    ASSERT(argis(&c, 24, "1700000640"));
 
-    /* a pre-decided code carries no token even if one was issued */
-    pre.code = SK_E_DISABLED;
-    ASSERT_EQ(sk_logic_call_build(&c, "sha", &e, NULL, &pre), 0);
-    ASSERT(argis(&c, 7, "sk:{a7}:tok:-"));
-    ASSERT(argis(&c, 12, "1009"));
-    ASSERT(argis(&c, 13, "0"));
-    ASSERT(argis(&c, 14, "-"));
-    ASSERT(argis(&c, 15, "0"));
+    /* two entries: keys first, then each entry's arguments, in order */
+    sk_logic_entry_t e2 = e;
+    e2.uid = 1002;
+    e2.deadline = 1700000041000LL; /* the next minute */
+    strcpy(e2.id, "n1:0:43");
+    sk_logic_pre_t pre2 = pre;
+    pre2.code = SK_E_DISABLED; /* a pre-decided code carries no token even if one was issued */
+    const sk_logic_entry_t *es2[2] = {&e, &e2};
+    const sk_logic_pre_t *ps2[2] = {&pre, &pre2};
+    ASSERT_EQ(sk_logic_call_build(&c, "sha", &act, es2, ps2, 2), 0);
+    ASSERT(argis(&c, 2, "7"));
+    ASSERT(argis(&c, 8, "sk:{a7}:res:28333333"));
+    ASSERT(argis(&c, 9, "sk:{a7}:res:28333334"));
+    ASSERT(argis(&c, 16, "1700000003000"));
+    ASSERT(argis(&c, 26, "1700000041000"));
+    ASSERT(argis(&c, 28, "1009"));
+    ASSERT(argis(&c, 29, "0"));
+    ASSERT(argis(&c, 30, "-"));
+    ASSERT(argis(&c, 31, "0"));
+    ASSERT(argis(&c, 32, "1002"));
+    ASSERT(argis(&c, 34, "n1:0:43"));
+    ASSERT(argis(&c, 35, "1700000700"));
+
+    /* pre-decided codes alone need no activity */
+    const sk_logic_pre_t *ps3[1] = {&pre2};
+    const sk_logic_entry_t *es3[1] = {&e2};
+    ASSERT_EQ(sk_logic_call_build(&c, "sha", NULL, es3, ps3, 1), 0);
+    ASSERT(argis(&c, 10, "3"));
     /* a decision for the script needs the activity */
-    pre.code = 0;
-    ASSERT_EQ(sk_logic_call_build(&c, "sha", &e, NULL, &pre), -1);
+    ASSERT_EQ(sk_logic_call_build(&c, "sha", NULL, es, ps, 1), -1);
+    /* one call is one activity */
+    e2.aid = 8;
+    ASSERT_EQ(sk_logic_call_build(&c, "sha", &act, es2, ps2, 2), -1);
+    ASSERT_EQ(sk_logic_call_build(&c, "sha", &act, es, ps, 0), -1);
+    /* a full batch of the longest ids and channels fits */
+    static sk_logic_entry_t big[SK_LOGIC_BATCH];
+    const sk_logic_entry_t *eb[SK_LOGIC_BATCH];
+    const sk_logic_pre_t *pb[SK_LOGIC_BATCH];
+    sk_logic_pre_t bigpre = pre;
+    memset(bigpre.token, 'x', SK_LOGIC_TOKEN_MAX);
+    bigpre.token[SK_LOGIC_TOKEN_MAX] = '\0';
+    for (size_t i = 0; i < SK_LOGIC_BATCH; ++i) {
+        big[i] = e;
+        big[i].uid = INT64_MAX;
+        big[i].deadline = INT64_MAX;
+        big[i].sid_ms = INT64_MAX;
+        memset(big[i].id, 'i', sizeof(big[i].id) - 1);
+        big[i].id[sizeof(big[i].id) - 1] = '\0';
+        memset(big[i].reply, 'r', sizeof(big[i].reply) - 1);
+        big[i].reply[sizeof(big[i].reply) - 1] = '\0';
+        eb[i] = &big[i];
+        pb[i] = &bigpre;
+    }
+    act.activity_id = 7;
+    ASSERT_EQ(sk_logic_call_build(&c, "0123456789012345678901234567890123456789", &act, eb, pb, SK_LOGIC_BATCH), 0);
+    ASSERT_EQ(c.argc, SK_LOGIC_CALL_ARGC);
 }
 
 static void
@@ -268,6 +357,7 @@ int
 main(void)
 {
     RUN(test_entry_ok);
+    RUN(test_entry_packed);
     RUN(test_entry_extra_field_tolerated);
     RUN(test_entry_bad_field_keeps_route);
     RUN(test_entry_missing_and_hostile);

@@ -189,12 +189,12 @@ bench_check_redis(bench_t *b, redisContext *rc, int pi, bench_checks_t *cs)
         for (; i < b->ntokens && nb < BENCH_REDIS_BATCH; i++) {
             if (b->tokens[i].prod != pi)
                 continue;
-            redisAppendCommand(rc, "HGET sk:{a%" PRId64 "}:tok:%s user_id", p->activity_id, b->tokens[i].tok);
+            redisAppendCommand(rc, "HGET sk:{a%" PRId64 "}:tokens %s", p->activity_id, b->tokens[i].tok);
             batch[nb++] = i;
         }
         for (size_t k = 0; k < nb; k++) {
             if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
-                bench_check(cs, 0, "tokens (redis)", "HGET tok: %s", rc->errstr);
+                bench_check(cs, 0, "tokens (redis)", "HGET tokens: %s", rc->errstr);
                 return;
             }
             const bench_token_t *t = &b->tokens[batch[k]];
