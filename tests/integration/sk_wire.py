@@ -1,0 +1,207 @@
+"""Client-side wire helpers of the SecKill integration tests (Python 3 stdlib only): RESP, SecKill's Redis
+layout, a one-shot HTTP client and the request signature. Pure code, no processes: harness.py re-exports all of
+it, so tests import these names from harness as before.
+"""
+
+import hashlib
+import hmac
+import http.client as httpclient
+import itertools
+import json
+import secrets
+import time
+import urllib.parse
+
+__all__ = [
+    "RedisError", "_resp_encode", "_RespReader", "RESULT_BUCKET_MS", "RESULT_KEEP_S", "TOKEN_FIELDS", "result_key",
+    "result_keep_until", "stored_results", "token_fields", "token_info", "user_wins", "http", "user_key", "sign",
+    "signed_params",
+]
+
+# ---------------------------------------------------------------------------------------------
+# RESP
+# ---------------------------------------------------------------------------------------------
+
+
+class RedisError(Exception):
+    pass
+
+
+def _resp_encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif not isinstance(a, bytes):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class _RespReader:
+
+    def __init__(self, sock):
+        self.f = sock.makefile("rb")
+
+    def _line(self):
+        line = self.f.readline()
+        if not line:
+            raise ConnectionError("redis closed the connection")
+        return line[:-2]
+
+    def read(self):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            return RedisError(rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.f.read(n + 2)
+            return data[:-2].decode("utf-8", "replace")
+        if t == b"*":
+            n = int(rest)
+            if n < 0:
+                return None
+            return [self.read() for _ in range(n)]
+        raise RedisError("bad RESP type %r" % t)
+
+
+# ---------------------------------------------------------------------------------------------
+# SecKill's Redis layout (docs/DESIGN.md "Redis keys"; common/sk_keys.c)
+# ---------------------------------------------------------------------------------------------
+
+RESULT_BUCKET_MS = 60000  # SK_RESULT_BUCKET_MS
+RESULT_KEEP_S = 600  # SK_RESULT_KEEP_S
+TOKEN_FIELDS = ("user_id", "product_id", "activity_id", "issued_at", "expires_at", "order_id")
+
+
+def result_key(aid, deadline_ms):
+    """The hash holding the stored results of activity aid's requests whose deadline (Redis-clock unix ms) is
+    deadline_ms: sk:{a<aid>}:res:<minute of the deadline>, field = request id, value = "code token expires_at"."""
+    return "sk:{a%d}:res:%d" % (int(aid), max(0, int(deadline_ms)) // RESULT_BUCKET_MS)
+
+
+def result_keep_until(deadline_ms):
+    """The unix second at which the bucket of deadline_ms may go (its EXPIREAT)."""
+    return (max(0, int(deadline_ms)) // RESULT_BUCKET_MS + 1) * (RESULT_BUCKET_MS // 1000) + RESULT_KEEP_S
+
+
+def stored_results(redis, aid):
+    """{request id: stored result} over every result bucket of activity aid."""
+    out = {}
+    for k in redis.call("KEYS", "sk:{a%d}:res:*" % int(aid)) or []:
+        h = redis.call("HGETALL", k) or []
+        out.update(zip(h[0::2], h[1::2]))
+    return out
+
+
+def token_fields(value):
+    """A value of sk:{a<ID>}:tokens ("user_id product_id activity_id issued_at expires_at[ order_id]") as a dict
+    keyed by TOKEN_FIELDS, order_id None until the token is consumed; None for None."""
+    if value is None:
+        return None
+    words = value.split(" ")
+    if len(words) not in (5, 6) or "" in words:
+        raise AssertionError("malformed token value %r" % value)
+    return dict(itertools.zip_longest(TOKEN_FIELDS, words))
+
+
+def token_info(redis, aid, token):
+    """token_fields() of the token's field of sk:{a<aid>}:tokens (None when there is none)."""
+    return token_fields(redis.call("HGET", "sk:{a%d}:tokens" % int(aid), token))
+
+
+def user_wins(value):
+    """A value of sk:{a<ID>}:users ("wins token expires_at [token expires_at ...]") as (wins, [(token, expires_at)]).
+    Fails when the count and the pairs disagree."""
+    words = value.split(" ")
+    wins, rest = int(words[0]), words[1:]
+    if len(rest) != 2 * wins:
+        raise AssertionError("users value %r: %d wins, %d words after the count" % (value, wins, len(rest)))
+    return wins, [(rest[i], int(rest[i + 1])) for i in range(0, len(rest), 2)]
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+# ---------------------------------------------------------------------------------------------
+
+
+def http(method, url, body=None, headers=None, timeout=5, params=None):
+    """One HTTP/1.1 request on a fresh connection. Returns (status, headers, parsed) where headers
+    is a dict with lowercase names (repeated headers joined with ", ") and parsed is the JSON value
+    of the body when it parses, else the raw bytes.
+
+    body: dict (sent form-encoded), str or bytes. params: dict appended to the query string.
+    Never raises on an HTTP error status; raises OSError/HTTPException on connection errors.
+    """
+    u = urllib.parse.urlsplit(url)
+    path = u.path or "/"
+    query = u.query
+    if params:
+        extra = urllib.parse.urlencode(params)
+        query = query + "&" + extra if query else extra
+    if query:
+        path += "?" + query
+    hdrs = dict(headers or {})
+    lower = {k.lower() for k in hdrs}
+    data = None
+    if isinstance(body, dict):
+        data = urllib.parse.urlencode(body).encode()
+        if "content-type" not in lower:
+            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+    elif isinstance(body, str):
+        data = body.encode()
+    elif body is not None:
+        data = bytes(body)
+    conn = httpclient.HTTPConnection(u.hostname, u.port or 80, timeout=timeout)
+    try:
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        raw = resp.read()
+        out_headers = {}
+        for k, v in resp.getheaders():
+            k = k.lower()
+            out_headers[k] = out_headers[k] + ", " + v if k in out_headers else v
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = raw
+        return resp.status, out_headers, parsed
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures (SPEC §4)
+# ---------------------------------------------------------------------------------------------
+
+
+def user_key(secret, uid):
+    """hex(HMAC-SHA256(secret, "user:" + uid))."""
+    return hmac.new(secret.encode(), ("user:%d" % int(uid)).encode(), hashlib.sha256).hexdigest()
+
+
+def sign(secret, scope, uid, pid, t, nance):
+    """auth_code = hex(HMAC-SHA256(user_key, scope:uid:pid:t:nance)), user_key as its hex text."""
+    msg = "%s:%d:%d:%d:%s" % (scope, int(uid), int(pid), int(t), nance)
+    return hmac.new(user_key(secret, uid).encode(), msg.encode(), hashlib.sha256).hexdigest()
+
+
+def signed_params(secret, scope, uid, pid, t=None, nance=None):
+    """The query params of a signed /sec/kill (scope "kill") or /sec/result (scope "result")
+    request, with the current time and a fresh random nance unless given."""
+    t = int(time.time()) if t is None else int(t)
+    nance = nance or secrets.token_hex(8)
+    return {
+        "product_id": str(pid),
+        "user_id": str(uid),
+        "time": str(t),
+        "nance": nance,
+        "auth_code": sign(secret, scope, uid, pid, t, nance),
+    }
