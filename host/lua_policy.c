@@ -260,10 +260,17 @@ call_slot(sk_lua_vm_t *vm, int caller_ref, call_t *c, char *err, size_t errlen)
     }
     if (sk_lua_vm_run_ref(vm, caller_ref, c, err, errlen) == 0)
         return 0;
-    if (strncmp(err, name, strlen(name)) != 0) {
-        char tmp[512];
-        snprintf(tmp, sizeof(tmp), "%s: %s", name, err);
-        snprintf(err, errlen, "%s", tmp);
+    size_t nl = strlen(name);
+    if (strncmp(err, name, nl) != 0 && nl + 3 <= errlen) {
+        /* "<name>: <err>", in place; the tail of a long message is what gives way */
+        size_t el = strnlen(err, errlen - 1);
+        if (el > errlen - nl - 3)
+            el = errlen - nl - 3;
+        memmove(err + nl + 2, err, el);
+        memcpy(err, name, nl);
+        err[nl] = ':';
+        err[nl + 1] = ' ';
+        err[nl + 2 + el] = '\0';
     }
     return -1;
 }
