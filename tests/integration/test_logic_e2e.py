@@ -116,6 +116,26 @@ class LogicEndToEndTest(harness.TestCase):
         self.assertEqual(len({d["token"] for _, d in winners}), 500)
         self.consume_all_once(pid, winners)
 
+    def test_result_lists_every_win(self):
+        """buy_limit 2: two wins, then 1012; /sec/result lists both tokens (they share the user's field in Redis)."""
+        pid, aid = self.create("e2e-quince", total=100, buy_limit=2)
+        won = []
+        for _ in range(2):
+            st, _, body = self.kill(200101, pid)
+            self.assertEqual(body["code"], 0, body)
+            won.append(body["data"]["token"])
+            time.sleep(1.1)  # limits.lua: one request per user and second
+        self.assertEqual(self.kill(200101, pid)[2]["code"], 1012)
+        st, _, body = http("GET", self.front.access + "/sec/result", params=signed_params(DEV_SECRET, "result",
+                                                                                           200101, pid))
+        self.assertEqual(body["code"], 0, body)
+        self.assertEqual(sorted(w["token"] for w in body["data"]["wins"]), sorted(won))
+        self.assertTrue(all(w["activity_id"] == aid for w in body["data"]["wins"]))
+        # a user without a win gets an empty list
+        st, _, body = http("GET", self.front.access + "/sec/result", params=signed_params(DEV_SECRET, "result",
+                                                                                           200102, pid))
+        self.assertEqual((body["code"], body["data"]["wins"]), (0, []))
+
     def test_buy_limit_and_kill_switch_over_http(self):
         pid, aid = self.create("e2e-plum", total=100, buy_limit=1)
         self.assertEqual(self.kill(200005, pid)[2]["code"], 0)
