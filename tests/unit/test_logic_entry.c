@@ -17,6 +17,22 @@ lens(const char *const *fv, size_t n, size_t *out)
         out[i] = strlen(fv[i]);
 }
 
+/* The values of good_fv, however they were sent. */
+static void
+check_good(const sk_logic_entry_t *e)
+{
+    ASSERT_STREQ(e->sid, "1700000000123-5");
+    ASSERT_EQ(e->sid_ms, 1700000000123LL);
+    ASSERT_STREQ(e->id, "n1:0:42");
+    ASSERT_STREQ(e->reply, "sk:reply:n1:0");
+    ASSERT_EQ(e->aid, 7);
+    ASSERT_EQ(e->pid, 3);
+    ASSERT_EQ(e->uid, 1001);
+    ASSERT_STREQ(e->ip, "10.0.0.1");
+    ASSERT_EQ(e->now, 1700000000);
+    ASSERT_EQ(e->deadline, 1700000003000LL);
+}
+
 static void
 test_entry_ok(void)
 {
@@ -25,16 +41,7 @@ test_entry_ok(void)
     sk_logic_entry_t e;
     char err[64] = "";
     ASSERT_EQ(sk_logic_entry_parse(&e, "1700000000123-5", 15, good_fv, fl, NF(good_fv), err, sizeof(err)), 0);
-    ASSERT_STREQ(e.sid, "1700000000123-5");
-    ASSERT_EQ(e.sid_ms, 1700000000123LL);
-    ASSERT_STREQ(e.id, "n1:0:42");
-    ASSERT_STREQ(e.reply, "sk:reply:n1:0");
-    ASSERT_EQ(e.aid, 7);
-    ASSERT_EQ(e.pid, 3);
-    ASSERT_EQ(e.uid, 1001);
-    ASSERT_STREQ(e.ip, "10.0.0.1");
-    ASSERT_EQ(e.now, 1700000000);
-    ASSERT_EQ(e.deadline, 1700000003000LL);
+    check_good(&e);
 }
 
 static int
@@ -51,15 +58,7 @@ test_entry_packed(void)
     sk_logic_entry_t e;
     char err[64] = "";
     ASSERT_EQ(parse_packed(&e, "n1:0:42 sk:reply:n1:0 7 3 1001 10.0.0.1 1700000000 1700000003000", err, sizeof(err)), 0);
-    ASSERT_STREQ(e.id, "n1:0:42");
-    ASSERT_STREQ(e.reply, "sk:reply:n1:0");
-    ASSERT_EQ(e.aid, 7);
-    ASSERT_EQ(e.pid, 3);
-    ASSERT_EQ(e.uid, 1001);
-    ASSERT_STREQ(e.ip, "10.0.0.1");
-    ASSERT_EQ(e.now, 1700000000);
-    ASSERT_EQ(e.deadline, 1700000003000LL);
-    ASSERT_EQ(e.sid_ms, 1700000000123LL);
+    check_good(&e);
     /* a bad value names its field and keeps the route */
     ASSERT_EQ(parse_packed(&e, "n1:0:42 sk:reply:n1:0 7 3 12x 10.0.0.1 1700000000 1700000003000", err, sizeof(err)), -1);
     ASSERT_STREQ(err, "bad field uid");
