@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "host.h"
+#include "sk_list.h"
 
 enum { T_STR, T_UINT, T_BOOL, T_SIZE };
 
@@ -176,22 +177,16 @@ check_redis_addr(const char *v, char *why, size_t whylen)
 static int
 check_endpoints(const char *v, char *why, size_t whylen)
 {
-    const char *p = v;
+    const char *p = v, *item;
+    size_t len;
     if (*p == '\0')
         goto bad;
-    while (*p != '\0') {
-        if (strncmp(p, "http://", 7) != 0 && strncmp(p, "https://", 8) != 0)
-            goto bad;
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len <= 8)
+    while (sk_list_next(&p, &item, &len)) {
+        if (len <= 8 || (strncmp(item, "http://", 7) != 0 && strncmp(item, "https://", 8) != 0))
             goto bad;
         for (size_t i = 0; i < len; ++i)
-            if (isspace((unsigned char)p[i]))
+            if (isspace((unsigned char)item[i]))
                 goto bad;
-        p += len;
-        if (*p == ',')
-            ++p;
     }
     return 0;
 bad:
@@ -213,17 +208,14 @@ check_prefix(const char *v, char *why, size_t whylen)
 static int
 check_plugins(const char *v, char *why, size_t whylen)
 {
-    const char *p = v;
-    while (*p != '\0') {
-        size_t len = strcspn(p, ",");
+    const char *p = v, *item;
+    size_t len;
+    while (sk_list_next(&p, &item, &len)) {
         if (len == 0 || len > 32)
             goto bad;
         for (size_t i = 0; i < len; ++i)
-            if (!(isalnum((unsigned char)p[i]) || p[i] == '_' || p[i] == '-'))
+            if (!(isalnum((unsigned char)item[i]) || item[i] == '_' || item[i] == '-'))
                 goto bad;
-        p += len;
-        if (*p == ',')
-            ++p;
     }
     return 0;
 bad:
@@ -393,16 +385,11 @@ sk_conf_load(sk_config_t *c, const char *file, char **overrides, size_t noverrid
 int
 sk_conf_has_plugin(const sk_config_t *c, const char *name)
 {
-    size_t nl = strlen(name);
-    const char *p = c->plugins;
-    while (*p != '\0') {
-        size_t len = strcspn(p, ",");
-        if (len == nl && memcmp(p, name, nl) == 0)
+    size_t nl = strlen(name), len;
+    const char *p = c->plugins, *item;
+    while (sk_list_next(&p, &item, &len))
+        if (len == nl && memcmp(item, name, nl) == 0)
             return 1;
-        p += len;
-        if (*p == ',')
-            ++p;
-    }
     return 0;
 }
 

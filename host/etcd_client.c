@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include "etcd_internal.h"
+#include "sk_list.h"
 
 size_t
 sk_etcd_rxbuf_append(sk_etcd_rxbuf_t *b, const char *data, size_t len)
@@ -312,13 +313,10 @@ sk_etcd_new(sk_host_t *host)
     if (e == NULL)
         return NULL;
     e->host = host;
-    const char *eps = host->conf.etcd_endpoints;
-    for (const char *p = eps; *p != '\0';) {
-        const char *c = strchr(p, ',');
-        size_t n = c != NULL ? (size_t)(c - p) : strlen(p);
-        add_endpoint(e, p, n);
-        p += n + (c != NULL);
-    }
+    const char *eps = host->conf.etcd_endpoints, *p = eps, *item;
+    size_t n;
+    while (sk_list_next(&p, &item, &n))
+        add_endpoint(e, item, n);
     if (e->nendpoints == 0) {
         sk_logf(SK_LOG_ERROR, "etcd", "no usable endpoint in etcd.endpoints \"%s\"", eps);
         free(e);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "sk_list.h"
 
 int
 sk_access_ip_parse(const char *s, size_t len, uint8_t out[16])
@@ -57,16 +58,12 @@ trim(const char **s, size_t *len)
         (*len)--;
 }
 
-/* Steps through a comma-separated list: the next entry, blanks trimmed, in *item and *len; 0 at the end. */
+/* The next entry of a comma-separated list, blanks trimmed; 0 at the end. */
 static int
 csv_next(const char **p, const char **item, size_t *len)
 {
-    if (**p == '\0')
+    if (!sk_list_next(p, item, len))
         return 0;
-    const char *comma = strchr(*p, ',');
-    *item = *p;
-    *len = comma != NULL ? (size_t)(comma - *p) : strlen(*p);
-    *p = comma != NULL ? comma + 1 : *p + *len;
     trim(item, len);
     return 1;
 }
