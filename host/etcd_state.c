@@ -340,8 +340,16 @@ sk_etcd_state_apply(sk_etcd_state_t *st, const char *key, const char *value, siz
         return apply_entry(st, key, KIND_PRODUCT, key + 9, value, len, mod_revision, is_delete);
     if (strncmp(key, "policies/", 9) == 0) {
         policy_t *p = find_policy(st, key + 9);
-        if (p == NULL)
-            return 0; /* a policy the engine does not know: other nodes' business (e.g. a newer version) */
+        if (p == NULL) {
+            /* other nodes' business (a newer version), or a typo an operator should hear about */
+            if (!is_delete) {
+                char known[128] = "";
+                for (size_t i = 0, n = 0; i < SK_ETCD_NPOLICIES && n < sizeof(known); i++)
+                    n += (size_t)snprintf(known + n, sizeof(known) - n, "%s%s", i > 0 ? ", " : "", sk_etcd_policy_names[i]);
+                logmsg(st, SK_LOG_WARN, "%.200s: not a policy this node runs (%s); ignored", key, known);
+            }
+            return 0;
+        }
         p->seen = 1;
         return apply_policy(st, p, key, value, len, mod_revision, is_delete);
     }

@@ -13,6 +13,7 @@ typedef struct st_fake_t {
     char last_name[64], last_sha[65], last_error[256];
     int64_t last_rev;
     int records, logs;
+    char last_log[512];
 } fake_t;
 
 /* The fake engine accepts a source that defines a function and refuses anything else. */
@@ -45,8 +46,8 @@ fake_log(void *arg, int level, const char *msg)
 {
     fake_t *f = arg;
     (void)level;
-    (void)msg;
     f->logs++;
+    snprintf(f->last_log, sizeof(f->last_log), "%s", msg);
 }
 
 static sk_etcd_state_t *
@@ -273,6 +274,16 @@ test_policies(void)
     ASSERT_EQ(find_policy(s, "token.lua")->revision, 24);
     ASSERT_EQ(s->npolicies, 2);
     ASSERT_STREQ(s->policies[0].name, "limits.lua"); /* sorted by name */
+    sk_snapshot_release(s);
+    /* a name this version does not run changes nothing, but is logged (a typo would otherwise go unnoticed) */
+    int logs = f.logs;
+    ASSERT_EQ(apply(st, "policies/limit.lua", "function admit() return true end", 25), 0);
+    ASSERT_EQ(f.logs, logs + 1);
+    ASSERT_STREQ(f.last_log, "policies/limit.lua: not a policy this node runs (buy_rate.lua, limits.lua, token.lua); ignored");
+    ASSERT_EQ(apply(st, "policies/limit.lua", NULL, 26), 0);
+    ASSERT_EQ(f.logs, logs + 1);
+    s = sk_etcd_state_build(st);
+    ASSERT_EQ(s->npolicies, 2);
     sk_snapshot_release(s);
     sk_etcd_state_free(st);
 }
