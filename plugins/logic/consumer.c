@@ -6,10 +6,9 @@
  * here for each, then one EVALSHA per activity of the batch decides all of that activity's entries, in stream order,
  * with the next blocking read right behind it. The script PUBLISHes the answers itself, one message per reply channel,
  * so a request is answered in the Redis pass (and the AOF fsync) that decides it; once the last script reply of a
- * batch is in, one XACK leaves. So the critical path of a request is two Redis
- * passes (access queues it; the logic step decides and answers it), and the reading never waits for a batch to finish:
- * up to SK_LOGIC_PIPELINE batches are in flight, and every command that follows a blocking read (an XACK, a retry)
- * is one no answer waits for.
+ * batch is in, one XACK leaves. So the critical path of a request is two Redis passes (access queues it; the logic
+ * step decides and answers it), and the reading never waits for a batch to finish: up to SK_LOGIC_PIPELINE batches
+ * are in flight, and every command that follows a blocking read (an XACK, a retry) is one no answer waits for.
  *
  * An entry whose step failed in transport stays pending and is reclaimed later: the stored result in the activity's
  * result bucket makes a second run harmless.
