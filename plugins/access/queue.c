@@ -36,8 +36,8 @@ const char sk_access_queue_lua[] = "local t = redis.call('TIME')\n"
                                    "return out\n";
 
 /* Settles a request whose outcome this node does not know: stores `ARGV[2]` as the result of request id `ARGV[1]` in
- * its result bucket (sk_keys.h) unless the logic layer already stored one, and returns whichever is in effect. The logic script
- * returns a stored result as is, so once this ran the request can never win behind the client's back (SPEC §8.5). */
+ * its result bucket (sk_keys.h) unless the logic layer already stored one, and returns whichever is in effect. The
+ * logic script keeps a stored result, so once this ran the request can never win behind the client's back (SPEC §8.5). */
 static const char settle_lua[] = "local won = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])\n"
                                  "redis.call('EXPIREAT', KEYS[1], ARGV[3], 'NX')\n"
                                  "if won == 1 then return ARGV[2] end\n"
@@ -541,16 +541,22 @@ on_settled(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     }
 }
 
-/* The settle script's arguments for request seq of this thread: KEYS[1] the bucket, ARGV id, marker, expireat. */
+/* Sends the settle script for request seq of this thread: stores `marker` in its result bucket unless a result is
+ * there. 0, or -1 when Redis is not reachable. */
 static int
-settle_args(sk_access_thread_t *t, int64_t activity_id, int64_t deadline_redis_ms, uint64_t seq, char *key, size_t keycap, char *id,
-            size_t idcap, char *until, size_t untilcap)
+send_settle(sk_access_thread_t *t, int64_t activity_id, int64_t deadline_redis_ms, uint64_t seq, const char *marker, sk_redis_cb cb,
+            void *data)
 {
-    if (sk_result_key(key, keycap, activity_id, deadline_redis_ms) < 0)
+    char key[96], id[256], until[24];
+    if (sk_result_key(key, sizeof(key), activity_id, deadline_redis_ms) < 0)
         return -1;
-    snprintf(id, idcap, "%s%" PRIu64, t->id_prefix, seq);
-    snprintf(until, untilcap, "%" PRId64, sk_result_keep_until(deadline_redis_ms));
-    return 0;
+    snprintf(id, sizeof(id), "%s%" PRIu64, t->id_prefix, seq);
+    snprintf(until, sizeof(until), "%" PRId64, sk_result_keep_until(deadline_redis_ms));
+    const char *argv[] = {"EVAL", settle_lua, "1", key, id, marker, until};
+    size_t lens[7];
+    for (size_t i = 0; i < 7; ++i)
+        lens[i] = strlen(argv[i]);
+    return t->a->api->redis_cmdargv(t->cmd, cb, data, 0, 7, argv, lens);
 }
 
 /* Sends the settle script for p with `marker` ("1008 - 0" or "1013 - 0"). 0, or -1 when Redis is not reachable. */
@@ -558,14 +564,7 @@ static int
 settle(sk_access_pending_t *p, const char *marker)
 {
     sk_access_thread_t *t = p->t;
-    char key[96], id[256], until[24];
-    if (settle_args(t, p->activity_id, p->deadline_redis_ms, p->seq, key, sizeof(key), id, sizeof(id), until, sizeof(until)) != 0)
-        return -1;
-    const char *argv[] = {"EVAL", settle_lua, "1", key, id, marker, until};
-    size_t lens[7];
-    for (size_t i = 0; i < 7; ++i)
-        lens[i] = strlen(argv[i]);
-    if (t->a->api->redis_cmdargv(t->cmd, on_settled, p, 0, 7, argv, lens) != 0)
+    if (send_settle(t, p->activity_id, p->deadline_redis_ms, p->seq, marker, on_settled, p) != 0)
         return -1;
     p->in_redis = 1;
     p->settling = 1;
@@ -649,17 +648,9 @@ on_cmd_connect(sk_redis_t *r, void *data)
         if (p->uncertain && !p->in_redis && !p->answered)
             settle(p, "1013 - 0");
     /* requests answered 1013 on a timeout: make sure a late run of their script can never turn into a win */
-    for (size_t i = 0; i < t->nunsettled; ++i) {
-        char key[96], id[256], until[24];
-        if (settle_args(t, t->unsettled[i].activity_id, t->unsettled[i].deadline_redis_ms, t->unsettled[i].seq, key, sizeof(key),
-                        id, sizeof(id), until, sizeof(until)) != 0)
-            continue;
-        const char *argv[] = {"EVAL", settle_lua, "1", key, id, "1013 - 0", until};
-        size_t lens[7];
-        for (size_t j = 0; j < 7; ++j)
-            lens[j] = strlen(argv[j]);
-        t->a->api->redis_cmdargv(r, on_script_loaded, NULL, 0, 7, argv, lens);
-    }
+    for (size_t i = 0; i < t->nunsettled; ++i)
+        send_settle(t, t->unsettled[i].activity_id, t->unsettled[i].deadline_redis_ms, t->unsettled[i].seq, "1013 - 0",
+                    on_script_loaded, NULL);
     t->nunsettled = 0;
 }
 

@@ -427,7 +427,6 @@ publish_results(lane_t *w, sk_logic_batch_t *b)
             if (s->state != SLOT_RESULT || done[j] || strcmp(s->e.reply, channel) != 0)
                 continue;
             done[j] = 1;
-            atomic_fetch_add(&w->L->stats.decisions[sk_logic_code_index(s->res.code)], 1);
             if (cap - len < 512) {
                 char *m = realloc(msg, cap + 8192);
                 if (m == NULL)
@@ -472,7 +471,7 @@ finish_batch(sk_logic_batch_t *b)
             atomic_fetch_add(&w->L->stats.left_pending, 1);
             continue;
         }
-        if (s->state == SLOT_DONE)
+        if (s->state == SLOT_DONE || s->state == SLOT_RESULT)
             atomic_fetch_add(&w->L->stats.decisions[sk_logic_code_index(s->res.code)], 1);
         argv[argc] = s->e.sid;
         argvlen[argc] = strlen(s->e.sid);
@@ -482,7 +481,6 @@ finish_batch(sk_logic_batch_t *b)
         w->api->redis_cmdargv(w->redis, ignore_reply, w, cmd_timeout(w), argc, argv, argvlen);
     b->used = 0;
     b->n = 0;
-    b->ncalls = 0;
     b->reload_sent = 0;
     w->nbatches--;
     update_busy(w);
