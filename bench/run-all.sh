@@ -9,7 +9,9 @@
 #   info     GET /sec/info                          wrk
 #   soldout  /sec/kill of a sold-out activity       wrk with pre-signed requests (bench/wrk-paths.lua), answered 1007
 #                                                   from memory by the access node
-#   full     /sec/kill, large stock, distinct users seckill-bench closed loop (it also checks the sale's invariants)
+#   full     /sec/kill, large stock, distinct users seckill-bench closed loop (it also checks the sale's invariants),
+#            then Redis itself: redis-benchmark SET with the same connections against the run's Redis, one durable
+#            write per request. A full-path request needs two durable writes in a row, so half that rate is its ceiling.
 # and reports req/s and server CPU µs per request (utime+stime from /proc/<pid>/stat, before and after each run).
 #
 # The load comes from one client IP, so the run uses the shipped policies with a limits.lua that admits everything
@@ -19,7 +21,7 @@
 # (A B A B ...; default 1), --only LIST measures a subset, --keep keeps the temporary directory (logs).
 # Environment: SK_BUILD_DIR (default ./build), SK_BENCH_CONNS (64), SK_BENCH_USERS (distinct users of the full path,
 # default 1000000), SK_BENCH_FSYNC (always|everysec, default always).
-# Run time: about 3 x 2 x duration + 20 s (about 1.5 min at the default). The last line is a JSON summary.
+# Run time: about 7 x duration + 20 s (about 1.5 min at the default). The last line is a JSON summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -191,6 +193,16 @@ say "redis $REDIS_PORT (appendfsync $FSYNC), etcd $ETCD_PORT, access $ACCESS (pi
     "admin $ADMIN, h2o_hello $HELLO_PORT (pid $HELLO_PID); ${DURATION}s per run, $ROUNDS round(s)"
 
 BENCH_COMMON=(--access "$ACCESS" --admin "$ADMIN" --redis "127.0.0.1:$REDIS_PORT")
+# An AOF rewrite (auto, at 64 MB) forks a child that competes for the two cores: no measurement starts during one.
+wait_aof_idle() {
+    local i info
+    for ((i = 0; i < 600; i++)); do
+        info=$(redis-cli -p "$REDIS_PORT" INFO persistence | tr -d '\r')
+        [[ "$info" == *"aof_rewrite_in_progress:0"* && "$info" == *"aof_rewrite_scheduled:0"* ]] && return 0
+        sleep 0.1
+    done
+    say "an AOF rewrite is still running after 60 s; measuring anyway"
+}
 json_get() { python3 -c 'import json, sys; d = json.loads(sys.stdin.read().strip().splitlines()[-1]); print(eval(sys.argv[1]))' "$1"; }
 
 # A sold-out activity: /sec/info shows it, and the sold-out path answers from memory.
@@ -243,6 +255,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     fi
     if want full; then
         say "[$round] full /sec/kill: seckill-bench -c$CONNS -d$DURATION closed loop, $USERS distinct users, baseline first"
+        wait_aof_idle
         set +e
         out=$("$BENCH" "${BENCH_COMMON[@]}" -c "$CONNS" -d "$DURATION" --total 100000000 --users "$USERS" \
             --baseline "$HELLO" --server-pid "$ACCESS_PID" --server-pid "$LOGIC_PID" --server-pid "$REDIS_PID")
@@ -260,6 +273,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
         bcpu=$(echo "$summary" | json_get 'round(d["baseline"]["server_cpu_us_per_req"] or 0, 1)')
         record full h2o_hello "$brps" "$bcpu"
         record full seckilld "$rps" "$cpu" "$split"
+        # Redis itself: the same connections, each waiting for one durable write (AOF fsync per pass). A full-path
+        # request needs two such writes in a row (queued, then decided), so half of this rate is its ceiling here.
+        say "[$round] Redis round trip: redis-benchmark -c$CONNS SET, one durable write per request"
+        wait_aof_idle
+        t0=$(cpu_ticks "$REDIS_PID")
+        rb=$(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNS" -n $((DURATION * 40000)) --csv \
+            SET sk:bench:roundtrip 1 2>/dev/null | tr '\r' '\n' | awk -F'","' '/^"SET/ { print $2 }')
+        t1=$(cpu_ticks "$REDIS_PID")
+        if [[ "$rb" =~ ^[0-9.]+$ ]]; then
+            record redis redis_set "$rb" "$(cpu_us "$t0" "$t1" "$((DURATION * 40000))")"
+            record redis h2o_hello "$brps" "$bcpu"
+        else
+            say "redis-benchmark gave no rate; skipping the Redis baseline"
+        fi
     fi
 done
 
@@ -267,13 +294,14 @@ python3 - "$RESULTS" "$DURATION" "$ROUNDS" "$CONNS" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 dur, rounds, conns = sys.argv[2:5]
-names = {"info": "/sec/info", "soldout": "sold-out /sec/kill", "full": "full /sec/kill"}
+names = {"info": "/sec/info", "soldout": "sold-out /sec/kill", "full": "full /sec/kill", "redis": "Redis SET (baseline)"}
 print()
 print("SecKill vs bare libh2o (h2o_hello -t 1), %s connections, %ss per run, %s round(s); ratios within one round" % (conns, dur, rounds))
 print("%-20s %12s %12s %7s %14s %14s  %s" % ("path", "seckilld/s", "h2o/s", "ratio", "CPU µs/req sk", "CPU µs/req h2o", "notes"))
 summary = []
-for path in ("info", "soldout", "full"):
-    sk = [r for r in rows if r["path"] == path and r["server"] == "seckilld"]
+redis_rps = [r["rps"] for r in rows if r["path"] == "redis" and r["server"] == "redis_set"]
+for path in ("info", "soldout", "full", "redis"):
+    sk = [r for r in rows if r["path"] == path and r["server"] in ("seckilld", "redis_set")]
     hb = [r for r in rows if r["path"] == path and r["server"] == "h2o_hello"]
     for i, (s, h) in enumerate(zip(sk, hb)):
         ratio = s["rps"] / h["rps"] if h["rps"] else 0
@@ -281,6 +309,12 @@ for path in ("info", "soldout", "full"):
         x = s.get("extra") or {}
         if path == "full":
             note = "access %.1f + logic %.1f + redis %.1f µs; checks %s" % (x.get("access_us", 0), x.get("logic_us", 0), x.get("redis_us", 0), "pass" if x.get("checks_pass") else "FAIL")
+            if i < len(redis_rps) and redis_rps[i]:
+                x["of_redis_ceiling"] = round(s["rps"] / (redis_rps[i] / 2), 4)
+                note += "; %.2f of the Redis ceiling (SET rate / 2)" % x["of_redis_ceiling"]
+        elif path == "redis":
+            note = "redis-benchmark SET, one durable write per request; CPU column is Redis'"
+            x = {}
         elif path == "soldout" and "wrk" in x:
             st = x["wrk"]["status"]
             note = "answers %s%s" % (", ".join("%s=%s" % kv for kv in sorted(st.items())), "; file wrapped (replays)" if x["wrk"]["wrapped"] else "")
