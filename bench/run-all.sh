@@ -77,7 +77,7 @@ HELLO=$BUILD/h2o_hello
 for f in "$SECKILLD" "$BENCH" "$HELLO" "$BUILD/plugins/access.so" "$BUILD/plugins/logic.so" "$BUILD/plugins/admin.so"; do
     [ -e "$f" ] || die "$f is missing: build first (scripts/setup.sh, or cmake --build $BUILD)"
 done
-for c in wrk redis-server etcd python3 curl; do
+for c in wrk redis-server redis-cli redis-benchmark etcd python3 curl; do
     command -v "$c" >/dev/null || die "$c is not installed (scripts/setup.sh installs it)"
 done
 

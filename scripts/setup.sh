@@ -37,7 +37,7 @@ PACKAGES=(
     build-essential cmake pkg-config clang-format
     libh2o-evloop-dev libev-dev liblua5.4-dev lua5.4 libhiredis-dev libcurl4-openssl-dev
     libcjson-dev libsqlite3-dev libssl-dev
-    etcd-server etcd-client redis-server wrk python3 curl ca-certificates
+    etcd-server etcd-client redis-server redis-tools wrk python3 curl ca-certificates
 )
 
 missing=()
