@@ -1,0 +1,76 @@
+"""bench/run-all.sh, the README's benchmark command, end to end at one second per measurement.
+
+It must keep working on a clean checkout: it starts its own Redis, etcd, three seckilld processes and h2o_hello,
+measures every row (/sec/info, sold-out, full path, Redis itself), stops everything it started, and prints a JSON summary whose
+figures are real (every row served requests, the full path's invariant checks passed, the Redis ceiling is computed).
+Speed is not asserted here; only that each row measured something and answered what it should.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import BUILD_DIR  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUN_ALL = os.path.join(ROOT, "bench", "run-all.sh")
+
+
+def alive(pid):
+    """A process that exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class RunAll(harness.TestCase):
+    test_timeout = 240
+
+    def test_every_row_measures(self):
+        env = dict(os.environ, SK_BUILD_DIR=BUILD_DIR, SK_BENCH_USERS="100000")
+        r = subprocess.run(["bash", RUN_ALL, "--duration", "1"], capture_output=True, text=True, timeout=200, env=env)
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        summary = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual(summary["tool"], "bench/run-all.sh")
+        rows = {row["path"]: row for row in summary["results"]}
+        self.assertEqual(sorted(rows), ["full", "info", "redis", "soldout"], r.stdout[-2000:])
+        for path, row in rows.items():
+            self.assertGreater(row["seckilld_rps"], 0, path)
+            self.assertGreater(row["h2o_rps"], 0, path)
+            self.assertAlmostEqual(row["ratio"], row["seckilld_rps"] / row["h2o_rps"], places=3, msg=path)
+
+        self.assertEqual(rows["info"]["extra"]["non_2xx"], 0)
+        # the sold-out path is answered from memory: every answer 410 (1007), none a replay of the request file
+        wrk = rows["soldout"]["extra"]["wrk"]
+        self.assertEqual(list(wrk["status"]), ["410"], wrk)
+        self.assertEqual(wrk["wrapped"], 0, wrk)
+
+        full = rows["full"]["extra"]
+        self.assertTrue(full["checks_pass"], r.stderr[-3000:])
+        for part in ("access_us", "logic_us", "redis_us"):
+            self.assertGreater(full[part], 0, part)
+        ceiling = rows["redis"]["seckilld_rps"] / 2
+        self.assertAlmostEqual(full["of_redis_ceiling"], rows["full"]["seckilld_rps"] / ceiling, places=3)
+        self.assertIn("Redis SET (baseline)", r.stdout)
+
+        # run-all stops what it started: the pids and the Redis port it announced are gone
+        line = [ln for ln in r.stderr.splitlines() if ln.startswith("run-all: redis ")]
+        self.assertEqual(len(line), 1, r.stderr[-2000:])
+        pids = [int(p) for p in re.findall(r"pid (\d+)", line[0])]
+        self.assertEqual(len(pids), 3, line[0])  # access, logic, h2o_hello
+        harness.wait_until(lambda: not any(alive(p) for p in pids), timeout=10, msg="run-all's processes gone")
+        port = int(re.match(r"run-all: redis (\d+)", line[0]).group(1))
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+if __name__ == "__main__":
+    unittest.main()
