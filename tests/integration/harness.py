@@ -29,31 +29,30 @@ Paths: binaries come from $SK_BUILD_DIR (default <repo>/build), sources from $SK
 (default: the repo this file lives in). Node(asan=True) runs $SK_ASAN_BUILD_DIR/seckilld (default
 <SK_BUILD_DIR>-asan/seckilld) when it exists, and the normal binary otherwise.
 
+The process plumbing (registration, clean-up, ports, wait_until) lives in sk_proc.py and the client side
+(RESP, HTTP, signatures, Redis key layout) in sk_wire.py; this module re-exports what tests use.
+
 Environment knobs: SK_KEEP_TMP=1 keeps every temporary directory (they are kept anyway when a
 class had a failure); SK_TEST_TIMEOUT overrides the per-test timeout of harness.TestCase (seconds).
 """
 
-import atexit
 import base64
 import contextlib
-import ctypes
-import fcntl
 import http.client as httpclient
 import itertools
 import json
 import os
-import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 import unittest
-import urllib.parse
 
+from sk_proc import (  # noqa: F401  (re-exported: tests import these from harness)
+    ProcessExited, _ephemeral_range, _hard_kill, _procs, _procs_lock, _reap, _Server, _spawn, _spawned, _tail,
+    free_port, kill_all, make_tmp, port_is_listening, tmpdir, wait_until)
 from sk_wire import (  # noqa: F401  (re-exported: tests import these from harness)
     RESULT_BUCKET_MS, RESULT_KEEP_S, TOKEN_FIELDS, RedisError, _resp_encode, _RespReader, http, result_key,
     result_keep_until, sign, signed_params, stored_results, token_fields, token_info, user_key, user_wins)
@@ -70,274 +69,6 @@ SOURCE_DIR = os.path.abspath(
 BUILD_DIR = os.path.abspath(os.environ.get("SK_BUILD_DIR") or os.path.join(SOURCE_DIR, "build"))
 DEV_SECRET = "seckill-dev-secret-change-me"
 DEV_TOKEN_SECRET = "seckill-dev-token-secret-change-me"
-
-# ---------------------------------------------------------------------------------------------
-# Process bookkeeping: everything we start is registered here and killed at exit.
-# ---------------------------------------------------------------------------------------------
-
-_procs_lock = threading.Lock()
-_procs = []  # subprocess.Popen objects still possibly alive
-_spawned = [0]  # how many processes were spawned, so a test class can find the ones it started
-_PR_SET_PDEATHSIG = 1
-
-try:
-    _libc = ctypes.CDLL(None, use_errno=True)
-except OSError:  # pragma: no cover
-    _libc = None
-
-
-def _pdeathsig_preexec():
-    # The child gets SIGKILL when the thread that forked it dies. Only used for children forked by
-    # the main thread: a child started from a helper thread would otherwise die with that thread.
-    if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _spawn(argv, stdout_path, env=None, cwd=None):
-    """Popen with output to a file, registered for cleanup, dying with us when possible."""
-    out = open(stdout_path, "ab", buffering=0)
-    try:
-        main_thread = threading.current_thread() is threading.main_thread()
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                             start_new_session=True, preexec_fn=_pdeathsig_preexec if main_thread else None)
-    finally:
-        out.close()
-    with _procs_lock:
-        _spawned[0] += 1
-        p.sk_seq = _spawned[0]
-        _procs.append(p)
-    return p
-
-
-def _reap(p):
-    with _procs_lock:
-        if p in _procs:
-            _procs.remove(p)
-
-
-def _hard_kill(p):
-    if p is None or p.poll() is not None:
-        _reap(p)
-        return
-    with contextlib.suppress(ProcessLookupError):
-        p.send_signal(signal.SIGCONT)  # a SIGSTOPped process must not stay a zombie-to-be
-        p.kill()
-    with contextlib.suppress(Exception):
-        p.wait(timeout=10)
-    _reap(p)
-
-
-def kill_all():
-    """SIGKILL every process the harness started and that is still alive."""
-    with _procs_lock:
-        procs = list(_procs)
-    for p in procs:
-        _hard_kill(p)
-
-
-atexit.register(kill_all)
-
-
-def _on_fatal_signal(signum, frame):
-    kill_all()
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-    with contextlib.suppress(ValueError, OSError):  # not the main thread of the interpreter
-        signal.signal(_sig, _on_fatal_signal)
-
-# ---------------------------------------------------------------------------------------------
-# Temporary directories and ports
-# ---------------------------------------------------------------------------------------------
-
-
-def make_tmp(prefix="sk-test-"):
-    """A fresh temporary directory (not removed automatically)."""
-    return tempfile.mkdtemp(prefix=prefix)
-
-
-@contextlib.contextmanager
-def tmpdir(prefix="sk-test-"):
-    """Context manager: a fresh temporary directory, removed at the end unless SK_KEEP_TMP=1."""
-    d = make_tmp(prefix)
-    try:
-        yield d
-    finally:
-        if not os.environ.get("SK_KEEP_TMP"):
-            shutil.rmtree(d, ignore_errors=True)
-
-
-_port_lock_path = os.path.join(tempfile.gettempdir(), "sk-test-ports.lock")
-_port_lock_fd = None  # one fd for the life of the process: closing any fd of the file would drop our locks
-_ports_taken = set()
-_port_mu = threading.Lock()
-
-
-def _ephemeral_range():
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            lo, hi = f.read().split()
-            return int(lo), int(hi)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def _bindable(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        # No SO_REUSEADDR: a port with a TIME_WAIT socket is refused too, which is what we want.
-        s.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def free_port():
-    """A loopback TCP port that nothing listens on and that no other harness process has handed out.
-
-    Ports are drawn outside the kernel's ephemeral range, so an outgoing connection cannot grab one
-    between this check and the server's bind. Each port handed out is locked (one byte of a shared
-    lock file) for the life of this process, so concurrent test processes never collide; a port is
-    never handed out twice by one process, so a stopped server's port stays its own for restart().
-    """
-    global _port_lock_fd
-    lo, hi = _ephemeral_range()
-    ranges = [(r0, r1) for r0, r1 in ((15000, min(lo, 32768)), (max(hi + 1, 61000), 65000)) if r1 - r0 > 100]
-    ranges = ranges or [(15000, 32768)]
-    with _port_mu:
-        if _port_lock_fd is None:
-            _port_lock_fd = os.open(_port_lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        for _ in range(2000):
-            r0, r1 = random.choice(ranges)
-            port = random.randrange(r0, r1)
-            if port in _ports_taken:
-                continue
-            try:
-                # A POSIX record lock on byte <port> of one shared file, released when we exit.
-                fcntl.lockf(_port_lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
-            except OSError:
-                continue
-            if not _bindable(port):
-                fcntl.lockf(_port_lock_fd, fcntl.LOCK_UN, 1, port)
-                continue
-            _ports_taken.add(port)
-            return port
-    # Fall back to the kernel's choice (bind 0) if the ranges are exhausted.
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def port_is_listening(port, host="127.0.0.1", timeout=0.5):
-    """True when something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-# ---------------------------------------------------------------------------------------------
-# Waiting
-# ---------------------------------------------------------------------------------------------
-
-
-class ProcessExited(RuntimeError):
-    """A process the harness started exited while we waited for it. wait_until lets it through at once."""
-
-
-def wait_until(pred, timeout=10.0, interval=0.05, msg=None):
-    """Call pred() until it returns a truthy value, and return that value.
-
-    Exceptions raised by pred count as "not yet", except ProcessExited, which is raised at once.
-    After `timeout` seconds, raise AssertionError naming msg (or pred) and the last exception seen.
-    """
-    deadline = time.monotonic() + timeout
-    last_exc = None
-    while True:
-        try:
-            v = pred()
-            if v:
-                return v
-        except ProcessExited:
-            raise
-        except Exception as e:  # noqa: BLE001 - a failing probe is "not yet"
-            last_exc = e
-        if time.monotonic() >= deadline:
-            what = msg or getattr(pred, "__name__", repr(pred))
-            extra = " (last error: %r)" % (last_exc, ) if last_exc is not None else ""
-            raise AssertionError("timed out after %.1fs waiting for %s%s" % (timeout, what, extra))
-        time.sleep(interval)
-
-
-def _tail(path, n=60):
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-        return "\n".join(lines[-n:])
-    except OSError as e:
-        return "(no %s: %s)" % (path, e)
-
-
-class _Server:
-    """Common process control: start/stop/kill/pause/resume of one child."""
-
-    name = "server"
-    proc = None
-
-    @property
-    def pid(self):
-        return self.proc.pid if self.proc is not None else None
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def pause(self):
-        """SIGSTOP the process (it keeps its sockets; connects still succeed, nothing answers)."""
-        assert self.alive(), "%s is not running" % self.name
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self):
-        """SIGCONT the process."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGCONT)
-
-    def stop(self, timeout=10):
-        """SIGTERM, wait; SIGKILL if it did not exit in time. Returns the exit code."""
-        p = self.proc
-        if p is None:
-            return None
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGCONT)
-                p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _hard_kill(p)
-        _reap(p)
-        return p.returncode
-
-    def kill(self):
-        """SIGKILL and wait."""
-        _hard_kill(self.proc)
-        return self.proc.returncode if self.proc is not None else None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
 
 # ---------------------------------------------------------------------------------------------
 # Redis
