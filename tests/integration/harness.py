@@ -51,7 +51,7 @@ import threading
 import unittest
 
 from sk_proc import (  # noqa: F401  (re-exported: tests import these from harness)
-    ProcessExited, _ephemeral_range, _hard_kill, _procs, _procs_lock, _reap, _Server, _spawn, _spawned, _tail,
+    ProcessExited, _ephemeral_range, _hard_kill, _procs, _procs_lock, _Server, _spawn, _spawned, _tail,
     free_port, kill_all, make_tmp, port_is_listening, tmpdir, wait_until)
 from sk_wire import (  # noqa: F401  (re-exported: tests import these from harness)
     RESULT_BUCKET_MS, RESULT_KEEP_S, TOKEN_FIELDS, RedisError, _resp_encode, _RespReader, http, result_key,
@@ -468,21 +468,11 @@ class Node(_Server):
     def stop(self, timeout=10):
         """SIGTERM and wait up to timeout; returns the exit code. A process that does not exit is
         SIGKILLed and AssertionError is raised."""
-        p = self.proc
-        if p is None:
+        if self.proc is None:
             return None
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGCONT)
-                p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _hard_kill(p)
-                raise AssertionError("seckilld %s did not exit within %ss of SIGTERM\n%s" %
-                                     (self.name, timeout, self.tail()))
-        _reap(p)
-        return p.returncode
+        if not self._terminate(timeout):
+            raise AssertionError("seckilld %s did not exit within %ss of SIGTERM\n%s" % (self.name, timeout, self.tail()))
+        return self.proc.returncode
 
     # Logs -------------------------------------------------------------------------------------
     def log_text(self):

@@ -260,11 +260,11 @@ class _Server:
         if self.alive():
             self.proc.send_signal(signal.SIGCONT)
 
-    def stop(self, timeout=10):
-        """SIGTERM, wait; SIGKILL if it did not exit in time. Returns the exit code."""
+    def _terminate(self, timeout):
+        """SIGTERM (a stopped process is continued first) and wait; SIGKILL when it is still there after timeout.
+        True when it exited on its own."""
         p = self.proc
-        if p is None:
-            return None
+        exited = True
         if p.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signal.SIGCONT)
@@ -273,8 +273,16 @@ class _Server:
                 p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 _hard_kill(p)
+                exited = False
         _reap(p)
-        return p.returncode
+        return exited
+
+    def stop(self, timeout=10):
+        """SIGTERM, wait; SIGKILL if it did not exit in time. Returns the exit code."""
+        if self.proc is None:
+            return None
+        self._terminate(timeout)
+        return self.proc.returncode
 
     def kill(self):
         """SIGKILL and wait."""
