@@ -471,7 +471,8 @@ class Node(_Server):
         if self.proc is None:
             return None
         if not self._terminate(timeout):
-            raise AssertionError("seckilld %s did not exit within %ss of SIGTERM\n%s" % (self.name, timeout, self.tail()))
+            raise AssertionError("seckilld %s did not exit within %ss of SIGTERM\n%s" %
+                                 (self.name, timeout, self.tail()))
         return self.proc.returncode
 
     # Logs -------------------------------------------------------------------------------------
