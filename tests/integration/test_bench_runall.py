@@ -1,9 +1,9 @@
 """bench/run-all.sh, the README's benchmark command, end to end at one second per measurement.
 
 It must keep working on a clean checkout: it starts its own Redis, etcd, three seckilld processes and h2o_hello,
-measures every row (/sec/info, sold-out, full path, Redis itself), stops everything it started, and prints a JSON summary whose
-figures are real (every row served requests, the full path's invariant checks passed, the Redis ceiling is computed).
-Speed is not asserted here; only that each row measured something and answered what it should.
+measures every row (/sec/info, sold-out, full path, Redis itself), stops everything it started, and prints a JSON
+summary whose figures are real (every row served requests, the full path's invariant checks passed, the Redis
+ceiling is computed). Speed is not asserted here; only that each row measured something and answered what it should.
 """
 
 import json
@@ -12,7 +12,6 @@ import re
 import socket
 import subprocess
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -72,5 +71,6 @@ class RunAll(harness.TestCase):
         with self.assertRaises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
+
 if __name__ == "__main__":
-    unittest.main()
+    harness.main()
