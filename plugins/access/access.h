@@ -9,6 +9,7 @@
 #ifndef SK_ACCESS_H
 #define SK_ACCESS_H
 
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include "seckill/plugin.h"
@@ -21,7 +22,9 @@
 #include "replay.h"
 #include "state.h"
 
-#define SK_ACCESS_QUEUE_MAX 500000       /* XLEN sk:queue bound checked by the queue script */
+#define SK_ACCESS_QUEUE_MAX 500000 /* XLEN sk:queue bound checked by the queue script */
+/* the cluster-wide replay guard of one (user_id, nance), written by /sec/kill's and /sec/result's scripts */
+#define SK_ACCESS_NONCE_KEY "sk:nonce:%" PRId64 ":%s"
 #define SK_ACCESS_REPLAY_CAP 262144      /* (user, nance) pairs remembered by one node */
 #define SK_ACCESS_OVERLAY_CAP 32768      /* blacklist changes held per thread between two full loads */
 #define SK_ACCESS_OPS_BEFORE_RELOAD 8192 /* incremental changes that trigger a full reload instead */

@@ -244,7 +244,7 @@ send_batch(qbatch_t *b, int as_eval)
     PUT("%zu", b->n + 1);
     PUT("sk:queue");
     for (size_t i = 0; i < b->n; ++i)
-        PUT("sk:nonce:%" PRId64 ":%s", b->p[i]->user_id, b->p[i]->nance);
+        PUT(SK_ACCESS_NONCE_KEY, b->p[i]->user_id, b->p[i]->nance);
     PUT("%d", SK_ACCESS_QUEUE_MAX);
     for (size_t i = 0; i < b->n; ++i) {
         const sk_access_pending_t *p = b->p[i];
@@ -298,6 +298,21 @@ script_result(sk_access_pending_t *p, const redisReply *el, const char *err)
     }
 }
 
+/* Frees the requests of ps[0 .. n) that were answered meanwhile (their clients left; nothing else refers to them) and
+ * keeps the others, in order. Returns how many it kept. */
+static size_t
+drop_answered(sk_access_pending_t **ps, size_t n)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (ps[i]->answered)
+            free(ps[i]);
+        else
+            ps[kept++] = ps[i];
+    }
+    return kept;
+}
+
 static void
 on_script(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
@@ -305,22 +320,10 @@ on_script(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     (void)r;
     if (err == NULL && reply->type == REDIS_REPLY_ERROR && !b->retried && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
         /* SCRIPT FLUSH or a restarted Redis: once more as EVAL, for those still waiting */
-        size_t m = 0;
-        for (size_t i = 0; i < b->n; ++i) {
-            if (b->p[i]->answered) {
-                b->p[i]->in_redis = 0;
-                free(b->p[i]);
-            } else {
-                b->p[m++] = b->p[i];
-            }
-        }
-        b->n = m;
+        b->n = drop_answered(b->p, b->n);
         b->retried = 1;
-        if (m == 0 || send_batch(b, 1) == 0) {
-            if (m == 0)
-                free(b);
+        if (b->n > 0 && send_batch(b, 1) == 0)
             return;
-        }
         for (size_t i = 0; i < b->n; ++i)
             script_result(b->p[i], NULL, NULL);
         free(b);
@@ -349,14 +352,7 @@ flush_submits(sk_access_thread_t *t)
     if (t->nsubmit == 0)
         return;
     /* a request answered meanwhile (its client left) must not be queued: nobody would hear of its win */
-    size_t n = 0;
-    for (size_t i = 0; i < t->nsubmit; ++i) {
-        sk_access_pending_t *p = t->submit[i];
-        if (p->answered)
-            free(p);
-        else
-            t->submit[n++] = p;
-    }
+    size_t n = drop_answered(t->submit, t->nsubmit);
     t->nsubmit = 0;
     if (n == 0)
         return;

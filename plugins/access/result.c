@@ -68,7 +68,7 @@ send_result(result_wait_t *w, int as_eval)
 {
     sk_access_t *a = w->t->a;
     char nonce_key[128], users_key[64], ttl[24], uid[24];
-    snprintf(nonce_key, sizeof(nonce_key), "sk:nonce:%" PRId64 ":%s", w->user_id, w->nance);
+    snprintf(nonce_key, sizeof(nonce_key), SK_ACCESS_NONCE_KEY, w->user_id, w->nance);
     snprintf(users_key, sizeof(users_key), "sk:{a%" PRId64 "}:users", w->activity_id);
     snprintf(ttl, sizeof(ttl), "%" PRId64, w->ttl);
     snprintf(uid, sizeof(uid), "%" PRId64, w->user_id);
