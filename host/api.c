@@ -214,6 +214,7 @@ const sk_host_api_t sk_host_api = {
     .redis_cmd = sk_redis_cmd,
     .redis_subscribe = sk_redis_subscribe,
     .redis_on_connect = sk_redis_on_connect,
+    .redis_cmdargv_at = sk_redis_cmdargv_at,
     .snapshot = api_snapshot,
     .etcd_put = api_etcd_put,
     .etcd_delete = api_etcd_delete,

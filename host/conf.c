@@ -32,6 +32,7 @@ static int check_prefix(const char *v, char *why, size_t whylen);
 static int check_plugins(const char *v, char *why, size_t whylen);
 static int check_level(const char *v, char *why, size_t whylen);
 static int check_node_id(const char *v, char *why, size_t whylen);
+static void split_redis_addr(sk_config_t *c);
 
 #define S(k, f, chk)                                                                                                               \
     {                                                                                                                              \
@@ -53,6 +54,8 @@ static const conf_key_t keys[] = {
     S("redis.addr", redis_addr, check_redis_addr),
     S("redis.password", redis_password, NULL),
     U("redis.timeout_ms", redis_timeout_ms, 10, 60000),
+    {"redis.cluster", T_BOOL, offsetof(sk_config_t, redis_cluster), sizeof(int), 0, 1, NULL},
+    U("redis.wait_replicas", redis_wait_replicas, 0, 16),
     S("etcd.endpoints", etcd_endpoints, check_endpoints),
     S("etcd.prefix", etcd_prefix, check_prefix),
     S("auth.secret", auth_secret, NULL),
@@ -110,7 +113,7 @@ sk_conf_defaults(sk_config_t *c)
     strcpy(c->admin_db, "var/seckill.db");
     strcpy(c->policies_dir, "policies");
     strcpy(c->log_level, "info");
-    sk_conf_parse_addr(c->redis_addr, c->redis_host, sizeof(c->redis_host), &c->redis_port);
+    split_redis_addr(c);
 }
 
 int
@@ -168,10 +171,43 @@ check_listen(const char *v, char *why, size_t whylen)
     return 0;
 }
 
+/* One IP:port, or a comma-separated list of them (the seeds of a Redis Cluster; a list without redis.cluster is refused
+ * when the whole file is checked, since the keys may come in any order). */
 static int
 check_redis_addr(const char *v, char *why, size_t whylen)
 {
-    return check_listen(v, why, whylen);
+    const char *p = v, *item;
+    size_t len, n = 0;
+    while (sk_list_next(&p, &item, &len)) {
+        char one[64], host[64];
+        uint16_t port;
+        if (len >= sizeof(one))
+            goto bad;
+        memcpy(one, item, len);
+        one[len] = '\0';
+        if (sk_conf_parse_addr(one, host, sizeof(host), &port) != 0)
+            goto bad;
+        ++n;
+    }
+    if (n > 0)
+        return 0;
+bad:
+    snprintf(why, whylen, "an IP:port address such as 127.0.0.1:6379, or with redis.cluster a comma-separated list of them");
+    return -1;
+}
+
+/* The first address of redis.addr: the single Redis, or the first seed. */
+static void
+split_redis_addr(sk_config_t *c)
+{
+    const char *p = c->redis_addr, *item;
+    size_t len;
+    char one[64];
+    if (!sk_list_next(&p, &item, &len) || len >= sizeof(one))
+        return;
+    memcpy(one, item, len);
+    one[len] = '\0';
+    sk_conf_parse_addr(one, c->redis_host, sizeof(c->redis_host), &c->redis_port);
 }
 
 static int
@@ -306,7 +342,7 @@ sk_conf_set(sk_config_t *c, const char *key, const char *value, char *err, size_
         break;
     }
     if (strcmp(key, "redis.addr") == 0)
-        sk_conf_parse_addr(c->redis_addr, c->redis_host, sizeof(c->redis_host), &c->redis_port);
+        split_redis_addr(c);
     return 0;
 }
 
@@ -378,6 +414,10 @@ sk_conf_load(sk_config_t *c, const char *file, char **overrides, size_t noverrid
             snprintf(err, errlen, "--set: %s", msg);
             return -1;
         }
+    }
+    if (!c->redis_cluster && strchr(c->redis_addr, ',') != NULL) {
+        snprintf(err, errlen, "redis.addr: a list of addresses needs redis.cluster = true");
+        return -1;
     }
     return 0;
 }

@@ -184,6 +184,9 @@ int sk_redis_connected(sk_redis_t *r);
  * (SUBSCRIBE, MONITOR…), or too many pending. argvlen NULL = strlen. */
 int sk_redis_cmdargv(sk_redis_t *r, sk_redis_cb cb, void *data, unsigned timeout_ms, int argc, const char **argv,
                      const size_t *argvlen);
+/** As sk_redis_cmdargv, routed by `route_key`'s hash slot with redis.cluster (sk_host_api_t.redis_cmdargv_at). */
+int sk_redis_cmdargv_at(sk_redis_t *r, const char *route_key, size_t route_len, sk_redis_cb cb, void *data, unsigned timeout_ms,
+                        int argc, const char **argv, const size_t *argvlen);
 /** As sk_redis_cmdargv, hiredis format (%s %b %d …), default deadline. */
 int sk_redis_vcmd(sk_redis_t *r, sk_redis_cb cb, void *data, const char *fmt, va_list ap);
 /** The hiredis-format command (%s, %b, ...), as sk_redis_vcmd. */

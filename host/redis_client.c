@@ -475,6 +475,15 @@ sk_redis_cmdargv(sk_redis_t *r, sk_redis_cb cb, void *data, unsigned timeout_ms,
 }
 
 int
+sk_redis_cmdargv_at(sk_redis_t *r, const char *route_key, size_t route_len, sk_redis_cb cb, void *data, unsigned timeout_ms,
+                    int argc, const char **argv, const size_t *argvlen)
+{
+    (void)route_key;
+    (void)route_len;
+    return sk_redis_cmdargv(r, cb, data, timeout_ms, argc, argv, argvlen);
+}
+
+int
 sk_redis_cmd(sk_redis_t *r, sk_redis_cb cb, void *data, const char *fmt, ...)
 {
     va_list ap;

@@ -87,10 +87,12 @@ typedef struct st_sk_config_t {
     char node_id[128];
     unsigned threads;
     char access_listen[64], admin_listen[64], status_listen[64];
-    char redis_addr[64], redis_password[256];
+    char redis_addr[1024], redis_password[256]; /* redis.addr: IP:port, or with redis.cluster a comma-separated seed list */
     unsigned redis_timeout_ms;
-    char redis_host[48]; /* redis_addr split */
+    char redis_host[48]; /* the first address of redis_addr, split */
     uint16_t redis_port;
+    int redis_cluster;            /* redis.cluster (0/1): redis_addr lists seed nodes of a Redis Cluster (SPEC §9) */
+    unsigned redis_wait_replicas; /* redis.wait_replicas: a win is told only after WAIT confirms this many replicas */
     char etcd_endpoints[1024], etcd_prefix[128];
     char auth_secret[256];
     unsigned auth_window;
@@ -211,7 +213,7 @@ typedef const sk_plugin_desc_t *(*sk_plugin_entry_fn)(void);
 
 /* ---- the host API table ---- */
 
-#define SK_HOST_API_VERSION 1
+#define SK_HOST_API_VERSION 2
 
 struct st_sk_host_api_t {
     uint32_t version; /* SK_HOST_API_VERSION */
@@ -268,7 +270,8 @@ struct st_sk_host_api_t {
     int (*redis_cmd)(sk_redis_t *r, sk_redis_cb cb, void *data, const char *fmt, ...);
     /** Subscribes to a channel on a connection used only for subscriptions; re-subscribes after reconnects. */
     int (*redis_subscribe)(sk_redis_t *r, const char *channel, sk_redis_msg_cb cb, void *data);
-    /** Called (on the owning thread) each time the connection comes up; may be NULL. */
+    /** Called (on the owning thread) each time the connection comes up; may be NULL. With redis.cluster: each time a
+     * master's connection comes up (the first time once the slot map is known). */
     void (*redis_on_connect)(sk_redis_t *r, void (*cb)(sk_redis_t *r, void *data), void *data);
 
     /* snapshot (on a host thread: the thread's current snapshot; never NULL) */
@@ -293,6 +296,13 @@ struct st_sk_host_api_t {
                         int64_t *ttl); /* 0/-1 */
     /** Compiles and validates a policy source in a scratch state (any thread). 0, or -1 with the Lua error. */
     int (*policy_validate)(sk_plugin_t *self, const char *name, const char *src, size_t len, char *err, size_t errlen);
+
+    /* ---- version 2 ---- */
+    /** As redis_cmdargv, but with redis.cluster the command goes to the master of `route_key`'s hash slot instead of
+     * its own first key's: for keyless commands that must reach one master, such as WAIT after a script on the same
+     * connection. Without a cluster it is redis_cmdargv. */
+    int (*redis_cmdargv_at)(sk_redis_t *r, const char *route_key, size_t route_len, sk_redis_cb cb, void *data, unsigned timeout_ms,
+                            int argc, const char **argv, const size_t *argvlen);
 };
 
 #ifdef __cplusplus
