@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# The README "Benchmarks", Redis Cluster part: the full /sec/kill path on one Redis against a Redis Cluster of 3 masters,
+# same machine, same run, same load: seckill-bench closed loop over K activities (default 6, one product each), with
+# h2o_hello measured first by every seckill-bench run as the baseline.
+#
+#   bench/run-cluster.sh [--duration S] [--conns N] [--activities K] [--rounds N] [--keep]
+#
+# For each backend ("single", then "cluster"), it starts the Redis side (AOF appendfsync always, the shipped setting),
+# a fresh admin (own SQLite), one logic node and one access node (1 HTTP thread, like h2o_hello -t 1) against one etcd
+# (a prefix per backend), runs the load, and reports:
+#   - throughput and its ratio to h2o_hello, p50/p99, and whether seckill-bench's invariant checks passed;
+#   - per Redis server: CPU µs per request (utime+stime of that redis-server over the run / requests answered) and the
+#     commands it served (the sum of INFO commandstats calls, before and after);
+#   - which master holds which activity's tag {a<ID>}.
+# Every process runs on this machine's 2 cores, so the cluster figure is bounded by the cores, not by Redis: see the
+# README for what the per-master split predicts on three machines.
+#
+# Environment: SK_BUILD_DIR (default ./build), SK_BENCH_FSYNC (always|everysec, default always),
+# SK_BENCH_USERS (distinct users, default 1000000). The last line is a JSON summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUILD=${SK_BUILD_DIR:-$ROOT/build}
+FSYNC=${SK_BENCH_FSYNC:-always}
+USERS=${SK_BENCH_USERS:-1000000}
+DURATION=10
+CONNS=256
+ACTS=6
+ROUNDS=1
+KEEP=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --duration) DURATION=${2:?--duration needs a value}; shift ;;
+    --conns) CONNS=${2:?--conns needs a value}; shift ;;
+    --activities) ACTS=${2:?--activities needs a value}; shift ;;
+    --rounds) ROUNDS=${2:?--rounds needs a value}; shift ;;
+    --keep) KEEP=1 ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run-cluster: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+for v in "$DURATION" "$CONNS" "$ACTS" "$ROUNDS"; do
+    [[ "$v" =~ ^[0-9]+$ && "$v" -ge 1 ]] || { echo "run-cluster: numbers must be integers >= 1" >&2; exit 2; }
+done
+
+say() { echo "run-cluster: $*" >&2; }
+die() { echo "run-cluster: error: $*" >&2; exit 1; }
+SECKILLD=$BUILD/seckilld BENCH=$BUILD/seckill-bench HELLO=$BUILD/h2o_hello
+for f in "$SECKILLD" "$BENCH" "$HELLO" "$BUILD/plugins/access.so" "$BUILD/plugins/logic.so" "$BUILD/plugins/admin.so"; do
+    [ -e "$f" ] || die "$f is missing: build first (scripts/setup.sh)"
+done
+for c in redis-server redis-cli etcd python3 curl; do command -v "$c" >/dev/null || die "$c is not installed"; done
+
+TMP=$(mktemp -d /tmp/sk-bench-cluster-XXXXXX)
+PIDS=()
+stop_pids() { # pid...
+    local p
+    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "$@"; do
+        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+}
+cleanup() {
+    stop_pids "${PIDS[@]}"
+    if [ "$KEEP" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A loopback port nothing listens on, whose +10000 (a cluster node's bus port) is free too and below 65536.
+USED_PORTS=" "
+free_port() {
+    local p
+    for _ in $(seq 1 400); do
+        p=$((20000 + RANDOM % 12000))
+        [[ "$USED_PORTS" == *" $p "* || "$USED_PORTS" == *" $((p + 10000)) "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null; then
+            USED_PORTS+="$p $((p + 10000)) "
+            echo "$p"
+            return 0
+        fi
+    done
+    die "no free port"
+}
+wait_for() { # what timeout_s pid command...
+    local what=$1 t=$2 pid=$3 i
+    shift 3
+    for ((i = 0; i < t * 10; i++)); do
+        "$@" >/dev/null 2>&1 && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    die "$what did not come up (logs in $TMP; rerun with --keep)"
+}
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+cmd_calls() { redis-cli -p "$1" INFO commandstats | tr -d '\r' | awk -F'[=,:]' '/^cmdstat_/ { n += $3 } END { print n + 0 }'; }
+json_get() { python3 -c 'import json, sys; d = json.loads(sys.stdin.read().strip().splitlines()[-1]); print(eval(sys.argv[1]))' "$1"; }
+
+start_redis() { # dir port [extra args...] -> REDIS_PID
+    local dir=$1 port=$2
+    shift 2
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --appendonly yes --appendfsync "$FSYNC" --save "" \
+        --daemonize no --logfile "$dir/redis.log" "$@" </dev/null >/dev/null 2>&1 &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    wait_for "redis $port" 15 "$REDIS_PID" sh -c "redis-cli -p $port PING | grep -q PONG"
+}
+
+ETCD_PORT=$(free_port) ETCD_PEER=$(free_port)
+etcd --name bench --data-dir "$TMP/etcd" --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" --listen-peer-urls "http://127.0.0.1:$ETCD_PEER" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER" --initial-cluster "bench=http://127.0.0.1:$ETCD_PEER" \
+    --experimental-watch-progress-notify-interval=2s --logger zap --log-outputs stderr --log-level warn \
+    </dev/null >"$TMP/etcd.log" 2>&1 &
+ETCD_PID=$!
+PIDS+=("$ETCD_PID")
+wait_for etcd 20 "$ETCD_PID" sh -c "curl -fsS --max-time 1 http://127.0.0.1:$ETCD_PORT/health | grep -q true"
+
+mkdir -p "$TMP/policies"
+cp "$ROOT"/policies/*.lua "$TMP/policies/"
+printf -- '-- bench/run-cluster.sh: the whole load comes from one IP\nfunction admit(r)\n    return true\nend\n' \
+    >"$TMP/policies/limits.lua"
+
+start_node() { # backend name plugins redis_addr cluster -> NODE_PID NODE_ACCESS NODE_ADMIN
+    local backend=$1 name=$2 plugins=$3 raddr=$4 cluster=$5 access admin status
+    access=$(free_port) admin=$(free_port) status=$(free_port)
+    cat >"$TMP/$backend-$name.conf" <<EOF
+plugins = $plugins
+node_id = bench-$backend-$name-$$
+threads = 1
+access.listen = 127.0.0.1:$access
+admin.listen = 127.0.0.1:$admin
+status.listen = 127.0.0.1:$status
+redis.addr = $raddr
+redis.cluster = $cluster
+etcd.endpoints = http://127.0.0.1:$ETCD_PORT
+etcd.prefix = /seckill-$backend
+admin.db = $TMP/$backend-admin.db
+policies.dir = $TMP/policies
+log.file = $TMP/$backend-$name.log
+log.level = warn
+EOF
+    "$SECKILLD" -c "$TMP/$backend-$name.conf" </dev/null >"$TMP/$backend-$name.out" 2>&1 &
+    NODE_PID=$!
+    PIDS+=("$NODE_PID")
+    wait_for "seckilld $backend $name" 30 "$NODE_PID" curl -fsS --max-time 1 "http://127.0.0.1:$status/healthz"
+    NODE_ACCESS=127.0.0.1:$access NODE_ADMIN=127.0.0.1:$admin
+}
+
+RESULTS=$TMP/results.jsonl
+: >"$RESULTS"
+
+run_backend() { # backend
+    local backend=$1 ports=() rpids=() p i seeds cluster=false nodes=()
+    if [ "$backend" = single ]; then
+        p=$(free_port)
+        start_redis "$TMP/$backend/$p" "$p"
+        ports=("$p") rpids=("$REDIS_PID")
+        seeds=127.0.0.1:$p
+    else
+        for i in 1 2 3; do
+            p=$(free_port)
+            start_redis "$TMP/$backend/$p" "$p" --cluster-enabled yes --cluster-config-file "$TMP/$backend/$p/nodes.conf" \
+                --cluster-node-timeout 2000
+            ports+=("$p") rpids+=("$REDIS_PID")
+        done
+        redis-cli --cluster create "${ports[@]/#/127.0.0.1:}" --cluster-yes >"$TMP/$backend/create.log" 2>&1 ||
+            die "redis-cli --cluster create failed: $(tail -3 "$TMP/$backend/create.log")"
+        for p in "${ports[@]}"; do
+            wait_for "cluster_state:ok on $p" 20 "${rpids[0]}" sh -c "redis-cli -p $p CLUSTER INFO | grep -q cluster_state:ok"
+        done
+        seeds=$(printf '127.0.0.1:%s,' "${ports[@]}")
+        seeds=${seeds%,}
+        cluster=true
+    fi
+    start_node "$backend" admin admin "$seeds" "$cluster"
+    local admin=$NODE_ADMIN
+    nodes+=("$NODE_PID")
+    start_node "$backend" logic logic "$seeds" "$cluster"
+    local logic_pid=$NODE_PID
+    nodes+=("$NODE_PID")
+    start_node "$backend" access access "$seeds" "$cluster"
+    local access=$NODE_ACCESS access_pid=$NODE_PID
+    nodes+=("$NODE_PID")
+    local round t0s=() c0s=() t1s=() c1s=() out rc summary
+    for ((round = 1; round <= ROUNDS; round++)); do
+        say "[$backend $round] full /sec/kill over $ACTS activities: seckill-bench -c$CONNS -d$DURATION, h2o_hello first"
+        t0s=() c0s=()
+        for i in "${!ports[@]}"; do t0s+=("$(cpu_ticks "${rpids[$i]}")") c0s+=("$(cmd_calls "${ports[$i]}")"); done
+        # the baseline runs first inside seckill-bench; the Redis figures are deltas over the whole call, divided by the
+        # requests seckilld answered (the baseline touches no Redis)
+        local redis_args=(--redis "127.0.0.1:${ports[0]}")
+        [ "$backend" = cluster ] && redis_args+=(--redis-cluster)
+        set +e
+        out=$("$BENCH" --access "$access" --admin "$admin" "${redis_args[@]}" -c "$CONNS" -d "$DURATION" -p "$ACTS" \
+            --total 100000000 --users "$USERS" --baseline "$HELLO" --server-pid "$access_pid" --server-pid "$logic_pid" \
+            "${rpids[@]/#/--server-pid=}")
+        rc=$?
+        set -e
+        echo "$out" >"$TMP/$backend-$round.txt"
+        echo "$out" | grep -v '^{' >&2
+        [ "$rc" -eq 0 ] || say "seckill-bench reported a failed check (exit $rc): see above"
+        t1s=() c1s=()
+        for i in "${!ports[@]}"; do t1s+=("$(cpu_ticks "${rpids[$i]}")") c1s+=("$(cmd_calls "${ports[$i]}")"); done
+        summary=$(echo "$out" | tail -1)
+        local masters="" slotmap="{}"
+        for i in "${!ports[@]}"; do
+            masters+=$(printf '{"port":%s,"ticks":%s,"commands":%s},' "${ports[$i]}" "$((t1s[i] - t0s[i]))" \
+                "$((c1s[i] - c0s[i] - 1))") # the INFO of the first sample counts itself
+        done
+        if [ "$backend" = cluster ]; then
+            slotmap=$(echo "$summary" | python3 -c '
+import json, subprocess, sys
+d = json.loads(sys.stdin.read().strip().splitlines()[-1])
+out = {}
+for a in d.get("activities", []):
+    aid = a["activity_id"]
+    slot = int(subprocess.run(["redis-cli", "-p", sys.argv[1], "CLUSTER", "KEYSLOT", "{a%d}" % aid], capture_output=True, text=True).stdout)
+    for r in json.loads(subprocess.run(["redis-cli", "-p", sys.argv[1], "--json", "CLUSTER", "SLOTS"], capture_output=True, text=True).stdout or "[]"):
+        if r[0] <= slot <= r[1]:
+            out[str(aid)] = r[2][1]
+print(json.dumps(out))' "${ports[0]}" 2>/dev/null || echo '{}')
+        fi
+        printf '{"backend":"%s","round":%d,"rc":%d,"masters":[%s],"activity_master":%s,"bench":%s}\n' "$backend" "$round" "$rc" \
+            "${masters%,}" "$slotmap" "$summary" >>"$RESULTS"
+    done
+    stop_pids "${nodes[@]}"
+    stop_pids "${rpids[@]}"
+}
+
+run_backend single
+run_backend cluster
+
+python3 - "$RESULTS" "$CLK_TCK" "$CONNS" "$DURATION" "$ACTS" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+hz, conns, dur, acts = float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+print()
+print("Full /sec/kill, %s connections, %s activities, %ss per run: one Redis against a 3-master Redis Cluster" % (conns, acts, dur))
+print("%-8s %5s %10s %9s %7s %8s %8s  %s" % ("backend", "round", "req/s", "h2o req/s", "ratio", "p99 ms", "checks", "per Redis: CPU µs/req, commands"))
+summary = []
+for r in rows:
+    b = r["bench"]
+    n = max(b.get("answered", 0), 1)
+    rps = b.get("throughput", 0)
+    h2o = (b.get("baseline") or {}).get("throughput", 0)
+    per = []
+    for m in r["masters"]:
+        per.append({"port": m["port"], "cpu_us_per_req": round(m["ticks"] / hz * 1e6 / n, 1), "commands": m["commands"]})
+    p99 = (b.get("latency_ms") or {}).get("p99", 0)
+    print("%-8s %5d %10.0f %9.0f %7.3f %8.1f %8s  %s" % (r["backend"], r["round"], rps, h2o, rps / h2o if h2o else 0, p99,
+          "pass" if b.get("pass") else "FAIL", "; ".join("%d: %.1f µs, %d cmds" % (p["port"], p["cpu_us_per_req"], p["commands"]) for p in per)))
+    if r["activity_master"]:
+        print("%-8s activity -> master port: %s" % ("", ", ".join("%s->%s" % kv for kv in sorted(r["activity_master"].items()))))
+    summary.append({"backend": r["backend"], "round": r["round"], "rps": rps, "h2o_rps": h2o, "ratio": round(rps / h2o, 4) if h2o else 0,
+                    "p99_ms": p99, "pass": bool(b.get("pass")), "redis": per, "activity_master": r["activity_master"]})
+print(json.dumps({"tool": "bench/run-cluster.sh", "connections": int(conns), "activities": int(acts), "duration": int(dur), "results": summary}))
+EOF
