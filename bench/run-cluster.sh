@@ -253,7 +253,7 @@ for r in rows:
     per = []
     for m in r["masters"]:
         per.append({"port": m["port"], "cpu_us_per_req": round(m["ticks"] / hz * 1e6 / n, 1), "commands": m["commands"]})
-    p99 = (b.get("latency_ms") or {}).get("p99", 0)
+    p99 = (b.get("latency_us") or {}).get("p99", 0) / 1000.0
     print("%-8s %5d %10.0f %9.0f %7.3f %8.1f %8s  %s" % (r["backend"], r["round"], rps, h2o, rps / h2o if h2o else 0, p99,
           "pass" if b.get("pass") else "FAIL", "; ".join("%d: %.1f µs, %d cmds" % (p["port"], p["cpu_us_per_req"], p["commands"]) for p in per)))
     if r["activity_master"]:
