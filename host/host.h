@@ -237,6 +237,19 @@ void sk_policy_record(sk_host_t *host, const char *name, const char *sha256, int
 /** Frees the policy table (main thread, after all threads were joined). */
 void sk_policy_status_free(sk_host_t *host);
 
+/* ---- stats_publish.c: this node's counters in Redis for the admin's dashboard ---- */
+#define SK_STATS_PUBLISH_MS 500 /* twice per dashboard refresh, so that every refresh sees a new sample */
+#define SK_STATS_TTL_MS 5000
+typedef struct st_sk_stats_pub_t sk_stats_pub_t;
+sk_stats_pub_t *sk_stats_pub_new(sk_host_t *host);
+/** Control thread: publishes the node's hash and index entry, unless the previous publication is still pending. */
+void sk_stats_pub_tick(sk_stats_pub_t *p, sk_redis_t *r);
+/** After the Redis client that served it was freed (its callbacks reference p). */
+void sk_stats_pub_free(sk_stats_pub_t *p);
+/** The q-quantile (0..1) of bucket counts b[0..nb) whose upper bounds are le_us[0..nb-1) (the last is +Inf), in µs,
+ * interpolated inside its bucket; -1 when the histogram is empty. Pure. */
+int64_t sk_stats_quantile_us(const uint64_t *b, size_t nb, const int64_t *le_us, double q);
+
 /* ---- plugin_loader.c ---- */
 int sk_plugins_load(sk_host_t *host, const char *dir, char *err, size_t errlen);
 int sk_plugin_load_one(sk_host_t *host, const char *path, char *err, size_t errlen);

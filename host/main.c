@@ -40,17 +40,19 @@ ensure_std_fds(void)
             exit(2);
 }
 
+/* <dir of seckilld>/<sub>: the build tree and the installed layout (/usr/lib/seckill/) both keep the plugins and the
+ * console next to the binary, so neither needs a config key to find them. */
 static void
-default_plugin_dir(char *out, size_t outlen)
+default_exe_relative(char *out, size_t outlen, const char *sub)
 {
     char exe[1024];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n <= 0) {
-        snprintf(out, outlen, "plugins");
+        snprintf(out, outlen, "%s", sub);
         return;
     }
     exe[n] = '\0';
-    snprintf(out, outlen, "%s/plugins", dirname(exe));
+    snprintf(out, outlen, "%s/%s", dirname(exe), sub);
 }
 
 /* ---- threads ---- */
@@ -130,6 +132,7 @@ typedef struct st_control_state_t {
     sk_host_t *host;
     sk_redis_t *redis;
     sk_timer_t *timer;
+    sk_stats_pub_t *stats;
     char lock_value[96];
     unsigned ticks;
     int pending;
@@ -169,8 +172,9 @@ on_control_tick(sk_timer_t *t, void *data)
         if (cs->ticks % 6 == 0)
             sk_redis_cmd(cs->redis, on_lock_refresh, cs, "SET sk:node:%s %s PX 10000", host->conf.node_id, cs->lock_value);
     }
+    sk_stats_pub_tick(cs->stats, cs->redis); /* the tick is SK_STATS_PUBLISH_MS */
     cs->ticks++;
-    sk_timer_start(t, 500);
+    sk_timer_start(t, SK_STATS_PUBLISH_MS);
 }
 
 static void
@@ -181,6 +185,7 @@ run_control_thread(sk_thread_t *thr)
     snprintf(cs.lock_value, sizeof(cs.lock_value), "%d", (int)getpid());
     adopt_latest_snapshot(thr);
     cs.redis = sk_redis_new(host, thr, "host");
+    cs.stats = sk_stats_pub_new(host);
     cs.timer = sk_timer_new(thr, on_control_tick, &cs);
     sk_timer_start(cs.timer, 1);
     if (host->etcd != NULL)
@@ -192,6 +197,7 @@ run_control_thread(sk_thread_t *thr)
         sk_etcd_stop(host->etcd);
     sk_timer_free(cs.timer);
     sk_redis_free(cs.redis);
+    sk_stats_pub_free(cs.stats);
 }
 
 /* ---- start-up checks ---- */
@@ -344,7 +350,8 @@ main(int argc, char **argv)
     if (host == NULL)
         return 1;
     sk_conf_defaults(&host->conf);
-    default_plugin_dir(host->conf.plugin_dir, sizeof(host->conf.plugin_dir));
+    default_exe_relative(host->conf.plugin_dir, sizeof(host->conf.plugin_dir), "plugins");
+    default_exe_relative(host->conf.admin_console_dir, sizeof(host->conf.admin_console_dir), "console");
     if (sk_conf_load(&host->conf, conf_file, overrides, noverrides, err, sizeof(err)) != 0) {
         fprintf(stderr, "seckilld: config error: %s\n", err);
         return 1;
