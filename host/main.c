@@ -202,6 +202,33 @@ run_control_thread(sk_thread_t *thr)
 
 /* ---- start-up checks ---- */
 
+/* --check: the files a start would need, so that a package or a deployment with a wrong plugin_dir fails here. The
+ * console's files only warn: without them the admin API still works, and the console answers 404. */
+static int
+check_installed(const sk_config_t *c, char *err, size_t errlen)
+{
+    static const char *names[] = {"access", "logic", "admin"};
+    char path[1200];
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); ++i) {
+        if (!sk_conf_has_plugin(c, names[i]))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s.so", c->plugin_dir, names[i]);
+        if (access(path, R_OK) != 0) {
+            snprintf(err, errlen, "plugin_dir: %.600s: %s", path, strerror(errno));
+            return -1;
+        }
+    }
+    if (sk_conf_has_plugin(c, "admin")) {
+        snprintf(path, sizeof(path), "%s/index.html", c->admin_console_dir);
+        if (access(path, R_OK) != 0)
+            fprintf(stderr, "seckilld: warning: admin.console_dir: %s: %s (the console will answer 404)\n", path, strerror(errno));
+        if (access(c->admin_chart_js, R_OK) != 0)
+            fprintf(stderr, "seckilld: warning: admin.chart_js: %s: %s (the console draws no charts)\n", c->admin_chart_js,
+                    strerror(errno));
+    }
+    return 0;
+}
+
 static int
 take_node_lock(sk_host_t *host, char *err, size_t errlen)
 {
@@ -365,6 +392,10 @@ main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
+        if (check_installed(&host->conf, err, sizeof(err)) != 0) {
+            fprintf(stderr, "seckilld: config error: %s\n", err);
+            return 1;
+        }
         printf("seckilld: %s: configuration and policies OK\n", conf_file);
         return 0;
     }
