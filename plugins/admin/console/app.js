@@ -395,25 +395,25 @@ function makeChart(id, yTitle) {
     data: { labels: [], datasets: [] },
     options: {
       animation: false, responsive: true, maintainAspectRatio: false, parsing: false, normalized: true,
-      elements: { point: { radius: 0 }, line: { borderWidth: 2, tension: 0.2 } },
+      elements: { point: { radius: 0 }, line: { borderWidth: 2, tension: 0 } }, // no smoothing: no made-up overshoot
       scales: { x: { type: "linear", ticks: { stepSize: 1, maxTicksLimit: 13, callback: (v) => `${Math.round(v)}s` } }, y: { beginAtZero: true, title: { display: true, text: yTitle } } },
       plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
     },
   });
 }
 
-function series(chart, label, color) {
+function series(chart, label, color, dashed) {
   let ds = chart.data.datasets.find((d) => d.label === label);
   if (!ds) {
-    ds = { label, data: [], borderColor: color, backgroundColor: color };
+    ds = { label, data: [], borderColor: color, backgroundColor: color, borderDash: dashed ? [5, 4] : [] };
     chart.data.datasets.push(ds);
   }
   return ds;
 }
 
-function push(chart, label, color, x, y) {
+function push(chart, label, color, x, y, dashed) {
   if (!chart || y === null || y === undefined || Number.isNaN(y)) return;
-  const ds = series(chart, label, color);
+  const ds = series(chart, label, color, dashed);
   ds.data.push({ x, y });
   if (ds.data.length > HISTORY) ds.data.shift();
 }
@@ -458,11 +458,11 @@ function onSample(data) {
     push(charts.codes, "total", "#111827", x, totalRps);
     for (const [c, r] of Object.entries(codeRates)) push(charts.codes, "code " + c, codeColor(c), x, r);
     for (const [i, row] of rows.entries()) if (row.rps !== null) push(charts.nodes, row.node.node_id, COLORS[i % COLORS.length], x, row.rps);
-    push(charts.lat, "p50 (all nodes)", "#2563eb", x, p50 === null ? null : p50 / 1000);
+    push(charts.lat, "p50 (all nodes)", "#2563eb", x, p50 === null ? null : p50 / 1000, true);
     push(charts.lat, "p99 (all nodes)", "#dc2626", x, p99 === null ? null : p99 / 1000);
     for (const [i, row] of rows.entries()) {
       const n = row.node, c = COLORS[(i + 2) % COLORS.length];
-      if (n.p50_us !== null) push(charts.lat, `p50 ${n.node_id}`, c, x, n.p50_us / 1000);
+      if (n.p50_us !== null) push(charts.lat, `p50 ${n.node_id}`, c, x, n.p50_us / 1000, true);
       if (n.p99_us !== null) push(charts.lat, `p99 ${n.node_id}`, c, x, n.p99_us / 1000);
     }
   }
