@@ -152,6 +152,8 @@ int sk_admin_store_user_version(sk_admin_store_t *s);
 int sk_admin_store_product_create(sk_admin_store_t *s, sk_product_t *p, int64_t now);
 int sk_admin_store_product_get(sk_admin_store_t *s, int64_t id, sk_product_t *p);
 int sk_admin_store_product_delete(sk_admin_store_t *s, int64_t id);
+/** Replaces name, total and status of p->product_id. SK_ADMIN_STORE_NONE when unknown, CONFLICT on a duplicate name. */
+int sk_admin_store_product_update(sk_admin_store_t *s, const sk_product_t *p, int64_t now);
 int sk_admin_store_product_in_use(sk_admin_store_t *s, int64_t id, int64_t *count);
 int sk_admin_store_products(sk_admin_store_t *s, int (*cb)(void *arg, const sk_product_t *p), void *arg);
 

@@ -64,6 +64,16 @@ try {
   const productId = /created product (\d+)/.exec(productText)[1];
   await page.locator(`#products-table tr[data-id="${productId}"]`).waitFor({ timeout: 5000 });
   check(true, `product ${productId} created through the UI and listed`);
+  const prow = () => page.locator(`#products-table tr[data-id="${productId}"]`);
+  await prow().getByRole("button", { name: "Edit" }).click();
+  await page.fill('#product-form [name="product_name"]', "console product, renamed");
+  await page.click("#product-submit");
+  await page.locator(`#products-table tr[data-id="${productId}"]`, { hasText: "console product, renamed" }).waitFor({ timeout: 5000 });
+  await prow().getByRole("button", { name: "Disable" }).click();
+  await page.locator(`#products-table tr[data-id="${productId}"]`, { hasText: "off" }).waitFor({ timeout: 5000 });
+  await prow().getByRole("button", { name: "Enable" }).click();
+  await page.locator(`#products-table tr[data-id="${productId}"]`, { hasText: "on" }).getByRole("button", { name: "Disable" }).waitFor({ timeout: 5000 });
+  check(true, `product ${productId} edited, disabled and enabled through the UI`);
 
   // activities: a bad buy_rate, then a create, then disable and enable again from the list
   await page.click('nav a[data-tab="activities"]');

@@ -139,6 +139,21 @@ function button(td, label, onclick) {
 
 // ---- products --------------------------------------------------------------------------------------------------
 
+function resetProductForm() {
+  const form = $("#product-form");
+  clearErrors(form);
+  form.reset();
+  form.elements.product_id.value = "";
+  $("#product-submit").textContent = "Create product";
+}
+
+function editProduct(p) {
+  const form = $("#product-form");
+  clearErrors(form);
+  for (const k of ["product_id", "product_name", "product_total", "status"]) form.elements[k].value = p[k];
+  $("#product-submit").textContent = `Save product ${p.product_id}`;
+}
+
 async function loadProducts() {
   const env = await api("GET", "/product/list");
   const tbody = $("#products-table tbody");
@@ -150,7 +165,14 @@ async function loadProducts() {
     cell(tr, p.product_name);
     cell(tr, p.product_total);
     cell(tr, p.status ? "on" : "off");
-    button(cell(tr, ""), "Delete", async () => {
+    const td = cell(tr, "");
+    button(td, "Edit", () => editProduct(p));
+    button(td, p.status ? "Disable" : "Enable", async () => {
+      const r = await api("POST", "/product/update", new URLSearchParams({ product_id: p.product_id, status: p.status ? 0 : 1 }));
+      if (r.code !== 0) alert(`${r.code}: ${r.message}`);
+      loadProducts();
+    });
+    button(td, "Delete", async () => {
       const r = await api("POST", "/product/delete", new URLSearchParams({ product_id: p.product_id }));
       if (r.code !== 0) alert(`${r.code}: ${r.message}`);
       loadProducts();
@@ -162,9 +184,12 @@ async function loadProducts() {
 $("#product-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const form = ev.target;
-  const env = await api("POST", "/product/create", formParams(form, false));
-  if (showResult(form, env, `created product ${env.data && env.data.product_id}`)) loadProducts();
+  const id = form.elements.product_id.value;
+  const env = await api("POST", id ? "/product/update" : "/product/create", formParams(form, true));
+  const ok = id ? `saved product ${id}` : `created product ${env.data && env.data.product_id}`;
+  if (showResult(form, env, ok)) loadProducts();
 });
+$("#product-new").onclick = resetProductForm;
 
 // ---- activities ------------------------------------------------------------------------------------------------
 
