@@ -84,6 +84,7 @@ try {
   await page.click("#activity-submit");
   await page.locator('#activity-form .err[data-for="buy_rate"]', { hasText: "0 < r <= 1" }).waitFor({ timeout: 5000 });
   check(await page.locator('#activity-form [name="buy_rate"].invalid').count() === 1, "buy_rate error shown next to its field");
+  await page.screenshot({ path: cfg.shot.replace(/dashboard\.png$/, "activity-error.png") });
   await page.fill('#activity-form [name="buy_rate"]', "1");
   await page.click("#activity-submit");
   await page.locator("#activity-form .ok", { hasText: "created activity" }).waitFor({ timeout: 5000 });
@@ -105,6 +106,7 @@ try {
   await page.click("#policy-save");
   await page.locator("#policy-err", { hasText: "line 5" }).waitFor({ timeout: 5000 });
   check(true, `policy compile error shown with its line: "${await page.locator("#policy-err").textContent()}"`);
+  await page.screenshot({ path: cfg.shot.replace(/dashboard\.png$/, "policy-error.png") });
   await page.fill("#policy-src", "-- console test: admit everything\nfunction admit(r)\n  return true\nend\n");
   await page.click("#policy-save");
   await page.locator("#policy-ok", { hasText: "saved limits.lua" }).waitFor({ timeout: 5000 });
