@@ -40,12 +40,28 @@ class ConsoleTest(harness.TestCase):
         cls.redis = Redis(cls.tmp).start()
         cls.etcd = Etcd(cls.tmp).start()
         conf = {"admin.console_dir": CONSOLE_DIR}
-        cls.a = Node(cls.tmp, cls.redis, cls.etcd, name="consoleA", conf=dict(conf, **{"admin.token": TOKEN})).start()
-        cls.b = Node(cls.tmp, cls.redis, cls.etcd, plugins="access", name="consoleB", conf=conf).start()
+        # under scripts/test.sh both run the ASan+UBSan build (the publisher and the dashboard are new C code)
+        env = {"LSAN_OPTIONS": "suppressions=" + os.path.join(os.path.dirname(os.path.abspath(__file__)), "lsan-h2o.supp")}
+        cls.a = Node(cls.tmp, cls.redis, cls.etcd, name="consoleA", conf=dict(conf, **{"admin.token": TOKEN}),
+                     asan=True, env=env).start()
+        cls.b = Node(cls.tmp, cls.redis, cls.etcd, plugins="access", name="consoleB", conf=conf, asan=True,
+                     env=env).start()
         for n in (cls.a, cls.b):
             harness.wait_until(lambda n=n: harness.http("GET", n.status + "/healthz")[0] == 200, timeout=20,
                                msg="node healthy")
         cls.auth = {"Authorization": "Bearer " + TOKEN}
+
+    @classmethod
+    def tearDownClass(cls):
+        # stopped here so that a leak or an error at exit is seen (LeakSanitizer reports when the process ends)
+        reports = []
+        for n in (cls.a, cls.b):
+            n.stop()
+            if n.sanitizer_report():
+                reports.append("%s: %s" % (n.name, n.sanitizer_report()))
+        super().tearDownClass()
+        if reports:
+            raise AssertionError("sanitizer reports:\n" + "\n".join(reports))
 
     def get(self, path, headers=None):
         return harness.http("GET", self.a.admin + path, headers=headers)
