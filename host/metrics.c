@@ -16,7 +16,6 @@ static const double bucket_le[SK_METRICS_BUCKETS] = {0.0005, 0.001, 0.002, 0.005
 /* the same bounds in µs, so that counting an answer needs no floating point */
 const int64_t sk_metrics_bucket_le_us[SK_METRICS_BUCKETS] = {500,    1000,   2000,   5000,    10000,   25000,   50000,
                                                              100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
-#define bucket_le_us sk_metrics_bucket_le_us
 
 /* The exact paths labelled as themselves. The access plugin serves every /sec/ path behind one route, so the route
  * alone would say "/sec/" for all of them; anything else under a plugin's prefix keeps the prefix's label, and a path
@@ -41,9 +40,15 @@ path_slot(sk_host_t *host, h2o_req_t *req, int *listener)
         }
     }
     h2o_iovec_t p = req->path_normalized;
-    for (size_t k = 0; k < SK_METRICS_KNOWN; ++k)
-        if (h2o_memis(p.base, p.len, known[k].path, strlen(known[k].path)))
+    for (size_t k = 0; k < SK_METRICS_KNOWN; ++k) {
+        /* a plugin's path counts as such only on that plugin's listener (a /sec/kill sent to the admin port is not
+         * access traffic); the host's paths are the host's wherever they arrive */
+        int want = strcmp(known[k].plugin, "access") == 0  ? SK_LISTENER_ACCESS
+                   : strcmp(known[k].plugin, "admin") == 0 ? SK_LISTENER_ADMIN
+                                                           : -1;
+        if ((want < 0 || want == *listener) && h2o_memis(p.base, p.len, known[k].path, strlen(known[k].path)))
             return k;
+    }
     /* an unknown /sec/ path would otherwise take the access route's label and look like real traffic */
     if (route != SK_METRICS_OTHER && host->routes[route - SK_METRICS_KNOWN].listener == SK_LISTENER_ACCESS)
         return SK_METRICS_OTHER;
@@ -126,7 +131,9 @@ sk_metrics_observe(h2o_req_t *req, int code)
     int listener;
     size_t route = path_slot(host, req, &listener);
     bump(&m->requests[route][code_slot(code)], 1);
-    if (listener < 0) /* the host's own paths: which listener is the thread's, so fall back to the thread kind */
+    /* a path no route owns (/healthz, a 404): an admin thread serves the admin listener alone, but an HTTP thread
+     * serves both the access and the status listener, so which one it came through is unknown and it is not timed */
+    if (listener < 0)
         listener = thr->kind == SK_THREAD_ADMIN ? SK_LISTENER_ADMIN : -1;
     if (listener < 0)
         return;
@@ -136,7 +143,7 @@ sk_metrics_observe(h2o_req_t *req, int code)
     if (us < 0)
         us = 0;
     size_t b = 0;
-    while (b < SK_METRICS_BUCKETS && us > bucket_le_us[b])
+    while (b < SK_METRICS_BUCKETS && us > sk_metrics_bucket_le_us[b])
         ++b;
     bump(&m->latency[listener][b], 1);
     bump(&m->latency_sum_us[listener], (uint64_t)us);
