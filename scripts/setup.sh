@@ -98,9 +98,17 @@ done
 
 # playwright-core (pinned by tests/browser/package-lock.json) into tests/browser/node_modules, gitignored. It never
 # downloads a browser: the test points it at /usr/bin/chromium.
-if [ -f tests/browser/package-lock.json ] && [ ! -d tests/browser/node_modules/playwright-core ]; then
-    log "installing playwright-core into tests/browser/node_modules"
-    (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+pw_version() { # the playwright-core version a package(-lock).json file names, or nothing
+    node -e 'const j = require(process.argv[1]); console.log(j.version || j.packages["node_modules/playwright-core"].version)' \
+        "$1" 2>/dev/null || true
+}
+if [ -f tests/browser/package-lock.json ]; then
+    wanted=$(pw_version "$ROOT/tests/browser/package-lock.json")
+    have=$(pw_version "$ROOT/tests/browser/node_modules/playwright-core/package.json")
+    if [ "$wanted" != "$have" ]; then
+        log "installing playwright-core $wanted into tests/browser/node_modules"
+        (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    fi
 fi
 
 if [ "$do_build" = 0 ]; then
