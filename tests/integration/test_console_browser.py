@@ -4,7 +4,8 @@ Two nodes against one Redis and one etcd: A (access, logic, admin, with admin.to
 browser script tests/browser/console.mjs logs in with the token, creates a product and an activity through the UI
 (and sees a validation error next to its field), saves a policy with a syntax error (and sees its line), runs one
 seckill-bench against each access node at once, and checks that the dashboard shows the wins and a rate for each
-node. Its screenshot of the dashboard is kept as BUILD_DIR/artifacts/dashboard.png.
+node. Its screenshots are kept in BUILD_DIR/artifacts: dashboard.png (the README's docs/dashboard.png is one),
+activity-error.png and policy-error.png. Both nodes run the ASan+UBSan build when scripts/test.sh has made one.
 
 Also, without a browser: the console's files with their Content-Type, path traversal refused, the token and the
 Origin rule on /dashboard/data, and the shape of its answer.
