@@ -416,6 +416,15 @@ sk_redis_new(sk_host_t *host, sk_thread_t *thr, const char *who)
 }
 
 int
+sk_redis_describe(sk_redis_t *r, char *buf, size_t len, int *masters, int *up)
+{
+    if (r == NULL || r->cluster == NULL)
+        return -1;
+    sk_redis_cluster_describe(r->cluster, buf, len, masters, up);
+    return 0;
+}
+
+int
 sk_redis_conn_state(sk_redis_t *r)
 {
     if (r == NULL || r->free_requested || r->ac == NULL)

@@ -12,6 +12,8 @@
  *  - One 100 ms housekeeping timer refreshes the map: at once while none is known or after a MOVED, 200 ms after a
  *    master conn went down (a failover is then learned within the cluster-node-timeout plus ~0.3 s), and every 3 s.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -745,4 +747,49 @@ sk_redis_cluster_on_connect(sk_redis_cluster_t *cl, void (*cb)(sk_redis_t *r, vo
 {
     cl->on_connect = cb;
     cl->on_connect_data = data;
+}
+
+/* Appends with snprintf semantics, never past len; a list that does not fit is cut and closed. */
+static void
+put(char *buf, size_t len, size_t *n, const char *fmt, ...)
+{
+    if (*n >= len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf + *n, len - *n, fmt, ap);
+    va_end(ap);
+    *n = k < 0 ? len : *n + (size_t)k;
+}
+
+void
+sk_redis_cluster_describe(sk_redis_cluster_t *cl, char *buf, size_t len, int *masters, int *up)
+{
+    size_t n = 0;
+    *masters = *up = 0;
+    put(buf, len, &n, "[");
+    for (size_t i = 0; i < cl->nnodes; ++i) {
+        node_t *nd = &cl->nodes[i];
+        if (!nd->master)
+            continue;
+        int ready = sk_redis_conn_state(cl->nodes[i].conn) == SK_CONN_READY;
+        ++*masters;
+        *up += ready;
+        put(buf, len, &n, "%s{\"addr\":\"%s:%d\",\"up\":%s,\"slots\":\"", *masters > 1 ? "," : "", nd->ip, nd->port,
+            ready ? "true" : "false");
+        int first = 1;
+        for (unsigned s = 0; s < SK_CLUSTER_SLOTS; ++s) {
+            if (cl->slots[s] != i || (s > 0 && cl->slots[s - 1] == i))
+                continue;
+            unsigned e = s;
+            while (e + 1 < SK_CLUSTER_SLOTS && cl->slots[e + 1] == i)
+                ++e;
+            put(buf, len, &n, e == s ? "%s%u" : "%s%u-%u", first ? "" : ",", s, e);
+            first = 0;
+        }
+        put(buf, len, &n, "\"}");
+    }
+    put(buf, len, &n, "]");
+    if (n >= len && len >= 3) /* cut: still valid JSON */
+        snprintf(buf, len, "[]");
 }

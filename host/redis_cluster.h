@@ -36,6 +36,8 @@ int sk_redis_cluster_cmdargv(sk_redis_cluster_t *cl, const char *route_key, size
                              unsigned timeout_ms, int argc, const char **argv, const size_t *argvlen);
 /** As sk_redis_cluster_cmdargv for a command formatted by hiredis; takes `cmd` (freed with redisFreeCommand). */
 int sk_redis_cluster_formatted(sk_redis_cluster_t *cl, sk_redis_cb cb, void *data, unsigned timeout_ms, char *cmd, size_t len);
+/** See sk_redis_describe. */
+void sk_redis_cluster_describe(sk_redis_cluster_t *cl, char *buf, size_t len, int *masters, int *up);
 int sk_redis_cluster_subscribe(sk_redis_cluster_t *cl, const char *channel, sk_redis_msg_cb cb, void *data);
 
 #endif
