@@ -20,8 +20,9 @@
 #define NODES 3
 
 static char tmpdir[64] = "/tmp/sk-cluster-XXXXXX";
-static int ports[NODES];
-static pid_t pids[NODES];
+#define REPLICA NODES /* index of the replica of master 1, for the failover */
+static int ports[NODES + 1];
+static pid_t pids[NODES + 1];
 
 static void
 sleep_ms(unsigned ms)
@@ -47,7 +48,7 @@ pick_port(void)
     for (;;) {
         int p = 20000 + (int)((unsigned)rand() % 25000);
         int taken = 0;
-        for (int i = 0; i < NODES; ++i)
+        for (int i = 0; i <= NODES; ++i)
             taken |= ports[i] == p;
         if (!taken && port_free(p) && port_free(p + 10000))
             return p;
@@ -57,7 +58,7 @@ pick_port(void)
 static void
 kill_all(void)
 {
-    for (int i = 0; i < NODES; ++i)
+    for (int i = 0; i <= NODES; ++i)
         if (pids[i] > 0) {
             kill(pids[i], SIGKILL);
             waitpid(pids[i], NULL, 0);
@@ -68,7 +69,7 @@ kill_all(void)
 static void
 on_fatal(int sig)
 {
-    for (int i = 0; i < NODES; ++i)
+    for (int i = 0; i <= NODES; ++i)
         if (pids[i] > 0)
             kill(pids[i], SIGKILL);
     signal(sig, SIG_DFL);
@@ -183,10 +184,31 @@ start_cluster(void)
         for (int i = 0; i < NODES; ++i)
             ok &= cluster_ok(ports[i]);
         if (ok)
+            break;
+        sleep_ms(20);
+    }
+    for (int i = 0; i < NODES; ++i)
+        ASSERT(cluster_ok(ports[i]));
+    /* a replica for master 1 (the failover test) */
+    ports[REPLICA] = pick_port();
+    start_node(REPLICA);
+    redisReply *id = direct(ports[1], "CLUSTER MYID");
+    ASSERT(id != NULL && id->type == REDIS_REPLY_STRING);
+    snprintf(cmd, sizeof(cmd),
+             "redis-cli --cluster add-node 127.0.0.1:%d 127.0.0.1:%d --cluster-slave --cluster-master-id %s >>%s/create.log 2>&1",
+             ports[REPLICA], ports[1], id->str, tmpdir);
+    freeReplyObject(id);
+    ASSERT_EQ(system(cmd), 0);
+    for (int k = 0; k < 1000; ++k) {
+        redisReply *r = direct(ports[REPLICA], "INFO replication");
+        int up = r != NULL && r->type == REDIS_REPLY_STRING && strstr(r->str, "master_link_status:up") != NULL;
+        if (r != NULL)
+            freeReplyObject(r);
+        if (up && cluster_ok(ports[REPLICA]))
             return;
         sleep_ms(20);
     }
-    fprintf(stderr, "the cluster did not reach cluster_state:ok\n");
+    fprintf(stderr, "the replica did not sync\n");
     abort();
 }
 
@@ -355,7 +377,7 @@ typedef struct st_rec_t {
 static struct {
     sk_host_t host;
     sk_thread_t *thr;
-    sk_redis_t *r, *sub;
+    sk_redis_t *r, *sub, *sub2;
     pthread_mutex_t mu;
     int connects, done, msgs;
     char msg[64];
@@ -521,6 +543,8 @@ t_free(void *arg)
     T.r = NULL;
     sk_redis_free(T.sub);
     T.sub = NULL;
+    sk_redis_free(T.sub2);
+    T.sub2 = NULL;
 }
 
 static void
@@ -529,6 +553,20 @@ t_subscribe(void *arg)
     T.sub = sk_redis_new(&T.host, T.thr, "sub");
     ASSERT(T.sub != NULL);
     T.flag = sk_redis_subscribe(T.sub, arg, on_msg, NULL);
+}
+
+static void
+t_subscribe2(void *arg)
+{
+    T.sub2 = sk_redis_new(&T.host, T.thr, "sub2");
+    ASSERT(T.sub2 != NULL);
+    T.flag = sk_redis_subscribe(T.sub2, arg, on_msg, NULL);
+}
+
+static void
+t_sub2_connected(void *arg)
+{
+    *(int *)arg = sk_redis_connected(T.sub2);
 }
 
 static void
@@ -725,13 +763,58 @@ suite_stop(void)
     ASSERT_EQ(T.recs[0].type, REDIS_REPLY_STRING);
 }
 
+/* kill -9 of master 1: its replica takes over; the router learns it from the map and a subscriber on it moves */
+static void
+suite_failover(void)
+{
+    char key[32], ch[32];
+    key_on(1, key, sizeof(key), "fo");
+    key_on(1, ch, sizeof(ch), "ch");
+    redisReply *r = direct(ports[1], "WAIT 1 2000");
+    ASSERT(r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+    freeReplyObject(r);
+    on_thread(t_subscribe2, ch);
+    ASSERT_EQ(T.flag, 0);
+    int up = 0;
+    for (int i = 0; i < 300 && !up; ++i) {
+        sleep_ms(10);
+        on_thread(t_sub2_connected, &up);
+    }
+    ASSERT(up);
+    kill(pids[1], SIGKILL);
+    waitpid(pids[1], NULL, 0);
+    pids[1] = 0;
+    uint64_t t0 = mono(), took = 0;
+    for (int n = 0; took == 0 && mono() - t0 < 15000; ++n) {
+        reset();
+        if (acmd(0, 500, NULL, 2, "GET", key) == 0) {
+            ASSERT_EQ(wait_for(&T.done, 1, 3000), 1);
+            if (T.recs[0].type == REDIS_REPLY_STRING && strcmp(T.recs[0].str, "1") == 0)
+                took = mono() - t0;
+        }
+        sleep_ms(50);
+    }
+    fprintf(stderr, "failover learned after %llu ms\n", (unsigned long long)took);
+    ASSERT(took > 0);
+    /* the subscriber moved to the new owner of its channel's slot */
+    int got = 0;
+    for (int i = 0; i < 100 && !got; ++i) {
+        int want = get_int(&T.msgs) + 1;
+        r = direct(ports[0], "PUBLISH %s after-failover", ch);
+        ASSERT(r != NULL);
+        freeReplyObject(r);
+        got = wait_for(&T.msgs, want, 100) >= want;
+    }
+    ASSERT(got);
+}
+
 /* kill -9 of one master (no replica): its commands fail, then fail fast; the others keep answering */
 static void
 suite_kill(void)
 {
     char on2[32], on1[32];
     key_on(2, on2, sizeof(on2), "k");
-    key_on(1, on1, sizeof(on1), "k");
+    key_on(0, on1, sizeof(on1), "k"); /* master 1 is gone after the failover */
     kill(pids[2], SIGKILL);
     waitpid(pids[2], NULL, 0);
     pids[2] = 0;
@@ -780,8 +863,10 @@ run_async(sk_thread_kind_t kind, const char *name, int last)
         suite_migration("ml");
     RUN(suite_pubsub);
     RUN(suite_stop);
-    if (last)
+    if (last) {
+        RUN(suite_failover);
         RUN(suite_kill);
+    }
     on_thread(t_free, NULL);
     sk_thread_request_stop(T.thr);
     sk_thread_join_free(T.thr);
