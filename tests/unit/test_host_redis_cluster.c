@@ -377,7 +377,8 @@ typedef struct st_rec_t {
 static struct {
     sk_host_t host;
     sk_thread_t *thr;
-    sk_redis_t *r, *sub, *sub2;
+    sk_redis_t *r, *sub, *sub2, *freed;
+    int free_at; /* the index whose callback frees the router, or -1 */
     pthread_mutex_t mu;
     int connects, done, msgs;
     char msg[64];
@@ -414,7 +415,7 @@ wait_for(int *v, int n, unsigned ms)
 static void
 on_rec(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
-    ASSERT(r == T.r);
+    ASSERT(r == T.r || (T.r == NULL && r == T.freed));
     int i = (int)(intptr_t)data;
     ASSERT((reply == NULL) != (err == NULL));
     pthread_mutex_lock(&T.mu);
@@ -425,6 +426,11 @@ on_rec(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     snprintf(rec->str, sizeof(rec->str), "%s", reply != NULL && reply->str != NULL ? reply->str : "");
     T.done++;
     pthread_mutex_unlock(&T.mu);
+    if (i == T.free_at) {
+        T.freed = T.r;
+        T.r = NULL;
+        sk_redis_free(r); /* from inside one of its callbacks: the others still run once, "disconnected" or answered */
+    }
 }
 
 static void
@@ -837,11 +843,47 @@ suite_kill(void)
 }
 
 static void
+t_batch(void *arg)
+{
+    (void)arg;
+    T.flag = 0;
+    for (int k = 0; k < 20; ++k) {
+        char key[32];
+        snprintf(key, sizeof(key), "sk:{r%d}:x", k);
+        const char *argv[] = {"GET", key};
+        T.flag |= sk_redis_cmdargv(T.r, on_rec, (void *)(intptr_t)k, 2000, 2, argv, NULL);
+    }
+}
+
+/* sk_redis_free from inside a callback, with commands pending on every master */
+static void
+suite_free_inside(void)
+{
+    reset();
+    T.free_at = 0;
+    on_thread(t_batch, NULL); /* in one loop pass, so that all are pending when the first answer frees the router */
+    ASSERT_EQ(T.flag, 0);
+    ASSERT_EQ(wait_for(&T.done, 20, 5000), 20);
+    sleep_ms(100);
+    check_all_once(20);
+    ASSERT(T.r == NULL);
+    T.free_at = -1;
+    on_thread(t_new, NULL); /* a fresh router for what follows */
+    int up = 0;
+    for (int i = 0; i < 300 && !up; ++i) {
+        sleep_ms(10);
+        on_thread(t_connected, &up);
+    }
+    ASSERT(up);
+}
+
+static void
 run_async(sk_thread_kind_t kind, const char *name, int last)
 {
     fprintf(stderr, "== on %s\n", name);
     memset(&T.host, 0, sizeof(T.host));
     T.connects = 0;
+    T.free_at = -1;
     pthread_mutex_init(&T.host.snap_mu, NULL);
     char addr[256];
     seeds(addr, sizeof(addr), 1);
@@ -862,6 +904,7 @@ run_async(sk_thread_kind_t kind, const char *name, int last)
     else
         suite_migration("ml");
     RUN(suite_pubsub);
+    RUN(suite_free_inside);
     RUN(suite_stop);
     if (last) {
         RUN(suite_failover);
