@@ -162,6 +162,18 @@ on_control_tick(sk_timer_t *t, void *data)
 {
     control_state_t *cs = data;
     sk_host_t *host = cs->host;
+    if (host->conf.redis_cluster) {
+        /* for /status and /healthz, which run on other threads */
+        char map[sizeof(host->redis_map_json)];
+        int masters = 0, up = 0;
+        if (sk_redis_describe(cs->redis, map, sizeof(map), &masters, &up) == 0) {
+            pthread_mutex_lock(&host->redis_mu);
+            memcpy(host->redis_map_json, map, sizeof(map));
+            pthread_mutex_unlock(&host->redis_mu);
+            atomic_store(&host->redis_masters, masters);
+            atomic_store(&host->redis_masters_up, up);
+        }
+    }
     if (!sk_redis_connected(cs->redis)) {
         if (atomic_load(&host->redis_up))
             sk_logf(SK_LOG_WARN, "host", "redis %s is down", host->conf.redis_addr);
@@ -415,6 +427,7 @@ main(int argc, char **argv)
     host->started_at = unix_ms();
     host->api = &sk_host_api;
     pthread_mutex_init(&host->snap_mu, NULL);
+    pthread_mutex_init(&host->redis_mu, NULL);
     host->latest_snap = sk_snapshot_empty();
     if (take_node_lock(host, err, sizeof(err)) != 0) {
         fprintf(stderr, "seckilld: refusing to start: %s\n", err);
