@@ -40,6 +40,8 @@ usage(FILE *f)
                "      --admin-token TOKEN    admin bearer token (default: $SK_ADMIN_TOKEN, else none)\n"
                "      --redis IP:PORT        Redis for the checks (default 127.0.0.1:6379)\n"
                "      --redis-password PW    Redis AUTH (default: $SK_REDIS_PASSWORD, else none)\n"
+               "      --redis-cluster        --redis is a seed node of a Redis Cluster: each activity's checks go to the\n"
+               "                             master of its hash slot (CLUSTER SLOTS)\n"
                "      --secret S             auth.secret used to sign (default: $SK_AUTH_SECRET, else the shipped dev secret)\n"
                "\n"
                "Load:\n"
@@ -342,6 +344,7 @@ write_wrk_file(bench_t *b)
 enum {
     OPT_ADMIN_TOKEN = 256,
     OPT_REDIS,
+    OPT_REDIS_CLUSTER,
     OPT_REDIS_PASSWORD,
     OPT_SECRET,
     OPT_USER_BASE,
@@ -373,6 +376,7 @@ parse_args(bench_opts_t *o, int argc, char **argv)
                                              {"admin", 1, NULL, 'A'},
                                              {"admin-token", 1, NULL, OPT_ADMIN_TOKEN},
                                              {"redis", 1, NULL, OPT_REDIS},
+                                             {"redis-cluster", 0, NULL, OPT_REDIS_CLUSTER},
                                              {"redis-password", 1, NULL, OPT_REDIS_PASSWORD},
                                              {"secret", 1, NULL, OPT_SECRET},
                                              {"connections", 1, NULL, 'c'},
@@ -426,6 +430,9 @@ parse_args(bench_opts_t *o, int argc, char **argv)
         case OPT_REDIS:
             if (parse_addr(optarg, o->redis_ip, sizeof(o->redis_ip), &o->redis_port) != 0)
                 goto Bad;
+            break;
+        case OPT_REDIS_CLUSTER:
+            o->redis_cluster = 1;
             break;
         case OPT_ADMIN_TOKEN:
             o->admin_token = optarg;

@@ -62,6 +62,7 @@ typedef struct st_bench_opts_t {
     const char *admin_token;
     char redis_ip[64];
     int redis_port;
+    int redis_cluster; /* --redis-cluster: redis_ip:redis_port is a seed; checks go to each activity's master */
     const char *redis_password;
     const char *secret;
     int conns;

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <hiredis/hiredis.h>
 #include "admin.h"
+#include "sk_cluster.h"
 #include "bench.h"
 
 #define BENCH_MAX_CHECKS 160
@@ -121,12 +122,12 @@ bench_winners_free(bench_winners_t *w)
 }
 
 static redisContext *
-bench_redis_connect(bench_t *b, char *err, size_t errlen)
+bench_redis_connect_to(bench_t *b, const char *ip, int port, char *err, size_t errlen)
 {
     struct timeval tv = {.tv_sec = 3};
-    redisContext *c = redisConnectWithTimeout(b->o.redis_ip, b->o.redis_port, tv);
+    redisContext *c = redisConnectWithTimeout(ip, port, tv);
     if (c == NULL || c->err) {
-        snprintf(err, errlen, "redis %s:%d: %s", b->o.redis_ip, b->o.redis_port, c ? c->errstr : "out of memory");
+        snprintf(err, errlen, "redis %s:%d: %s", ip, port, c ? c->errstr : "out of memory");
         redisFree(c);
         return NULL;
     }
@@ -142,6 +143,43 @@ bench_redis_connect(bench_t *b, char *err, size_t errlen)
         }
     }
     return c;
+}
+
+static redisContext *
+bench_redis_connect(bench_t *b, char *err, size_t errlen)
+{
+    return bench_redis_connect_to(b, b->o.redis_ip, b->o.redis_port, err, errlen);
+}
+
+/* With --redis-cluster: a connection to the master that serves `key`'s hash slot, found with CLUSTER SLOTS on the
+ * seed. Every key the checks of one activity read carries that activity's tag, so one connection serves them all. */
+static redisContext *
+bench_redis_connect_key(bench_t *b, const char *key, char *err, size_t errlen)
+{
+    redisContext *seed = bench_redis_connect(b, err, errlen);
+    if (seed == NULL || !b->o.redis_cluster)
+        return seed;
+    unsigned slot = sk_cluster_keyslot(key, strlen(key));
+    redisReply *r = redisCommand(seed, "CLUSTER SLOTS");
+    char ip[64] = "";
+    int port = 0;
+    for (size_t i = 0; r != NULL && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *range = r->element[i];
+        if (range->type != REDIS_REPLY_ARRAY || range->elements < 3 || range->element[2]->type != REDIS_REPLY_ARRAY ||
+            range->element[2]->elements < 2 || range->element[2]->element[0]->type != REDIS_REPLY_STRING)
+            continue;
+        if ((long long)slot >= range->element[0]->integer && (long long)slot <= range->element[1]->integer) {
+            snprintf(ip, sizeof(ip), "%s", range->element[2]->element[0]->str);
+            port = (int)range->element[2]->element[1]->integer;
+        }
+    }
+    freeReplyObject(r);
+    redisFree(seed);
+    if (port == 0) {
+        snprintf(err, errlen, "redis cluster: no master serves slot %u of %s", slot, key);
+        return NULL;
+    }
+    return bench_redis_connect_to(b, ip, port, err, errlen);
 }
 
 /* Redis side of one activity: sold counter, per-user counts and the stored tokens of the wins the bench saw. */
@@ -289,12 +327,15 @@ bench_run_checks(bench_t *b, const bench_run_t *run, bench_checks_t *cs)
     for (int i = 0; i < b->nprods; i++)
         bench_check_product(b, i, all, cs);
     char err[256];
-    redisContext *rc = bench_redis_connect(b, err, sizeof(err));
-    if (rc == NULL) {
-        bench_check(cs, 0, "redis", "%s", err);
-    } else {
-        for (int i = 0; i < b->nprods; i++)
-            bench_check_redis(b, rc, i, cs);
+    for (int i = 0; i < b->nprods; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "sk:{a%" PRId64 "}:sold", b->prods[i].activity_id);
+        redisContext *rc = bench_redis_connect_key(b, key, err, sizeof(err));
+        if (rc == NULL) {
+            bench_check(cs, 0, "redis", "%s", err);
+            continue;
+        }
+        bench_check_redis(b, rc, i, cs);
         redisFree(rc);
     }
     if (run->tokens_dropped)
