@@ -71,12 +71,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A loopback port nothing listens on, whose +10000 (a cluster node's bus port) is free too and below 65536.
+# A loopback port nothing listens on, whose +10000 (a cluster node's bus port) is free and below the ephemeral range,
+# where a client socket may hold it without listening.
 USED_PORTS=" "
 free_port() {
     local p
     for _ in $(seq 1 400); do
-        p=$((20000 + RANDOM % 12000))
+        p=$((20000 + RANDOM % 2700)) # its bus port (+10000) stays below the ephemeral range (32768-)
         [[ "$USED_PORTS" == *" $p "* || "$USED_PORTS" == *" $((p + 10000)) "* ]] && continue
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null; then
             USED_PORTS+="$p $((p + 10000)) "
