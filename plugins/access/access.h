@@ -20,11 +20,11 @@
 #include "limiter.h"
 #include "params.h"
 #include "replay.h"
+#include "sk_keys.h"
+#include "sk_scripts.h"
 #include "state.h"
 
-#define SK_ACCESS_QUEUE_MAX 500000 /* XLEN sk:queue bound checked by the queue script */
-/* the cluster-wide replay guard of one (user_id, nance), written by /sec/kill's and /sec/result's scripts */
-#define SK_ACCESS_NONCE_KEY "sk:nonce:%" PRId64 ":%s"
+#define SK_ACCESS_QUEUE_MAX 500000       /* XLEN sk:queue bound checked by the queue script */
 #define SK_ACCESS_REPLAY_CAP 262144      /* (user, nance) pairs remembered by one node */
 #define SK_ACCESS_OVERLAY_CAP 32768      /* blacklist changes held per thread between two full loads */
 #define SK_ACCESS_OPS_BEFORE_RELOAD 8192 /* incremental changes that trigger a full reload instead */
@@ -159,7 +159,6 @@ void sk_access_queue_dispose(sk_access_thread_t *t);
 void sk_access_queue_submit(sk_access_thread_t *t, h2o_req_t *req, const sk_access_signed_t *p, const sk_activity_t *act,
                             const char *ip);
 /** The queue and result scripts (text) and their SHA1s. */
-extern const char sk_access_queue_lua[], sk_access_result_lua[];
 void sk_access_script_sha(const char *src, char out[41]);
 
 #endif

@@ -279,12 +279,12 @@ poll_send(sk_access_control_t *c)
     char min[32];
     snprintf(min, sizeof(min), "%" PRId64, now_ms + c->offset_ms - SK_ACCESS_ALIVE_WINDOW_MS);
     c->poll_outstanding++;
-    if (api->redis_cmd(c->redis, on_zcount, c, "ZCOUNT sk:logic:alive %s +inf", min) != 0) {
+    if (api->redis_cmd(c->redis, on_zcount, c, "ZCOUNT %s %s +inf", sk_key_const(SK_KEY_LOGIC_ALIVE), min) != 0) {
         c->poll_failed = 1;
         c->poll_outstanding--;
     }
     c->poll_outstanding++;
-    if (api->redis_cmd(c->redis, on_xlen, c, "XLEN sk:queue") != 0) {
+    if (api->redis_cmd(c->redis, on_xlen, c, "XLEN %s", sk_key_const(SK_KEY_QUEUE)) != 0) {
         c->poll_failed = 1;
         c->poll_outstanding--;
     }
@@ -298,8 +298,8 @@ poll_send(sk_access_control_t *c)
         m->live = live;
         m->index = i;
         char sold[64], total[64];
-        snprintf(sold, sizeof(sold), "sk:{a%" PRId64 "}:sold", live->sold[i].activity_id);
-        snprintf(total, sizeof(total), "sk:{a%" PRId64 "}:total", live->sold[i].activity_id);
+        sk_key_activity(sold, sizeof(sold), SK_KEY_SOLD, live->sold[i].activity_id);
+        sk_key_activity(total, sizeof(total), SK_KEY_TOTAL, live->sold[i].activity_id);
         c->poll_outstanding++;
         if (api->redis_cmd(c->redis, on_mget, m, "MGET %s %s", sold, total) != 0) {
             free(m);

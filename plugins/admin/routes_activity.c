@@ -13,10 +13,6 @@
 #include <string.h>
 #include "admin.h"
 
-static const char total_script[] = "local sold = tonumber(redis.call('GET', KEYS[1]) or '0') "
-                                   "if sold > tonumber(ARGV[1]) then return sold end "
-                                   "redis.call('SET', KEYS[2], ARGV[1]) return -1";
-
 typedef struct st_act_job_t {
     sk_admin_ts_t *ts;
     sk_admin_reqref_t ref;
@@ -94,8 +90,10 @@ on_restored(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 static void
 restore_total(sk_admin_ts_t *ts, const sk_activity_t *old)
 {
-    if (ts->redis == NULL || ts->inst->api->redis_cmd(ts->redis, on_restored, ts, "SET sk:{a%lld}:total %lld",
-                                                      (long long)old->activity_id, (long long)old->total) != 0)
+    char key[64];
+    if (ts->redis == NULL ||
+        ts->inst->api->redis_cmd(ts->redis, on_restored, ts, "SET %s %lld",
+                                 sk_admin_key(key, sizeof(key), SK_KEY_TOTAL, old->activity_id), (long long)old->total) != 0)
         ts->totals_dirty = 1;
 }
 
@@ -147,9 +145,10 @@ create(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
         return;
     }
     act_job_t *job = calloc(1, sizeof(*job));
+    char key[64];
     if (job == NULL || ts->redis == NULL ||
-        inst->api->redis_cmd(ts->redis, on_create_total, job, "SET sk:{a%lld}:total %lld", (long long)a.activity_id,
-                             (long long)a.total) != 0) {
+        inst->api->redis_cmd(ts->redis, on_create_total, job, "SET %s %lld",
+                             sk_admin_key(key, sizeof(key), SK_KEY_TOTAL, a.activity_id), (long long)a.total) != 0) {
         free(job);
         ts->totals_dirty = 1;
         reply_synced(ts, req, a.activity_id, 1);
@@ -257,11 +256,11 @@ update(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
     }
     act_job_t *job = calloc(1, sizeof(*job));
     char sold_key[64], total_key[64], total[32];
-    snprintf(sold_key, sizeof(sold_key), "sk:{a%lld}:sold", (long long)id);
-    snprintf(total_key, sizeof(total_key), "sk:{a%lld}:total", (long long)id);
+    sk_admin_key(sold_key, sizeof(sold_key), SK_KEY_SOLD, id);
+    sk_admin_key(total_key, sizeof(total_key), SK_KEY_TOTAL, id);
     snprintf(total, sizeof(total), "%lld", (long long)a.total);
-    const char *argv[] = {"EVAL", total_script, "2", sold_key, total_key, total};
-    size_t lens[] = {4, sizeof(total_script) - 1, 1, strlen(sold_key), strlen(total_key), strlen(total)};
+    const char *argv[] = {"EVAL", sk_script_admin_total, "2", sold_key, total_key, total};
+    size_t lens[] = {4, sk_script_admin_total_len, 1, strlen(sold_key), strlen(total_key), strlen(total)};
     if (job == NULL || ts->redis == NULL || inst->api->redis_cmdargv(ts->redis, on_update_total, job, 0, 6, argv, lens) != 0) {
         free(job);
         sk_admin_reply(inst, req, SK_E_UNAVAILABLE, "redis: unavailable, cannot check total against sold", NULL);
@@ -403,8 +402,8 @@ list(sk_admin_ts_t *ts, h2o_req_t *req)
     if (argv != NULL && lens != NULL && keys != NULL) {
         argv[0] = "MGET", lens[0] = 4;
         for (size_t i = 0; i < job->n; ++i) {
-            snprintf(keys[2 * i], sizeof(keys[0]), "sk:{a%lld}:sold", (long long)job->v[i].activity_id);
-            snprintf(keys[2 * i + 1], sizeof(keys[0]), "sk:{a%lld}:total", (long long)job->v[i].activity_id);
+            sk_admin_key(keys[2 * i], sizeof(keys[0]), SK_KEY_SOLD, job->v[i].activity_id);
+            sk_admin_key(keys[2 * i + 1], sizeof(keys[0]), SK_KEY_TOTAL, job->v[i].activity_id);
         }
         for (size_t i = 1; i < argc; ++i)
             argv[i] = keys[i - 1], lens[i] = strlen(keys[i - 1]);
@@ -491,9 +490,10 @@ winners(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
         return;
     }
     winners_job_t *job = calloc(1, sizeof(*job));
+    char key[64];
     if (job == NULL || ts->redis == NULL ||
-        inst->api->redis_cmd(ts->redis, on_winners, job, "LRANGE sk:{a%lld}:wins %lld %lld", (long long)id, (long long)offset,
-                             (long long)(offset + limit - 1)) != 0) {
+        inst->api->redis_cmd(ts->redis, on_winners, job, "LRANGE %s %lld %lld", sk_admin_key(key, sizeof(key), SK_KEY_WINS, id),
+                             (long long)offset, (long long)(offset + limit - 1)) != 0) {
         free(job);
         sk_admin_reply(inst, req, SK_E_UNAVAILABLE, "redis: unavailable", NULL);
         return;

@@ -201,8 +201,8 @@ on_script_loaded(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 static int
 send_script_load(lane_t *w)
 {
-    const char *argv[] = {"SCRIPT", "LOAD", sk_logic_stock_lua};
-    size_t argvlen[] = {6, 4, strlen(sk_logic_stock_lua)};
+    const char *argv[] = {"SCRIPT", "LOAD", sk_script_logic_stock};
+    size_t argvlen[] = {6, 4, sk_script_logic_stock_len};
     return w->api->redis_cmdargv(w->redis, on_script_loaded, w, 0, 3, argv, argvlen);
 }
 

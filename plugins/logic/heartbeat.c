@@ -89,12 +89,12 @@ on_tick(sk_timer_t *t, void *data)
         if (!hb->hb_inflight && atomic_load(&L->ready_workers) > 0 && hb->api->snapshot(hb->thr)->revision > 0) {
             char stale[24];
             snprintf(stale, sizeof(stale), "%d", SK_LOGIC_STALE_MS);
-            if (eval(hb, sk_logic_heartbeat_lua, on_heartbeat, SK_LOGIC_ALIVE, L->conf->node_id, stale) == 0)
+            if (eval(hb, sk_script_logic_heartbeat, on_heartbeat, SK_LOGIC_ALIVE, L->conf->node_id, stale) == 0)
                 hb->hb_inflight = 1;
         }
         /* once a second is plenty: access bounds the stream length, this only returns the memory */
         if (hb->ticks % 2 == 0 && !hb->trim_inflight &&
-            eval(hb, sk_logic_trim_lua, on_trim, SK_LOGIC_STREAM, SK_LOGIC_GROUP, NULL) == 0)
+            eval(hb, sk_script_logic_trim, on_trim, SK_LOGIC_STREAM, SK_LOGIC_GROUP, NULL) == 0)
             hb->trim_inflight = 1;
     }
     hb->api->timer_start(t, SK_LOGIC_HEARTBEAT_MS);

@@ -12,10 +12,13 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include "seckill/plugin.h"
+#include "sk_keys.h"
+#include "sk_scripts.h"
 
-#define SK_LOGIC_STREAM "sk:queue"
+/* key names: common/sk_keys.h */
+#define SK_LOGIC_STREAM sk_key_const(SK_KEY_QUEUE)
 #define SK_LOGIC_GROUP "logic"
-#define SK_LOGIC_ALIVE "sk:logic:alive"
+#define SK_LOGIC_ALIVE sk_key_const(SK_KEY_LOGIC_ALIVE)
 #define SK_LOGIC_BATCH 64
 #define SK_LOGIC_BATCH_S "64"
 #define SK_LOGIC_PIPELINE 4 /* batches in flight per lane */
@@ -101,14 +104,7 @@ int sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_activity_t
 
 /* ---- stock_script.c ---- */
 
-/** The atomic step for a batch of one activity's entries (Redis Lua 5.1). PUBLISHes "<id> <result>" lines, one
- * message per reply channel, and returns {result_1, ..., result_n, sold} (sold -1 when the step did not read it). */
-extern const char sk_logic_stock_lua[];
-/** Heartbeat: ZADD the node with Redis-clock ms, drop members older than ARGV[2] ms. Returns the Redis ms. */
-extern const char sk_logic_heartbeat_lua[];
-/** Queue upkeep: XTRIM MINID below the oldest pending (or last delivered) entry. Returns {pending, lag, xlen,
- * trimmed}; -1 for what is unknown. */
-extern const char sk_logic_trim_lua[];
+/* The scripts are redis/logic_stock.lua, logic_heartbeat.lua and logic_trim.lua (sk_scripts.h). */
 /** Lower-case hex SHA1 of a script, as SCRIPT LOAD would answer. out needs 41 bytes. */
 void sk_logic_script_sha(const char *script, char *out);
 
@@ -142,7 +138,7 @@ typedef struct st_sk_logic_t {
     sk_plugin_t *self;
     const sk_config_t *conf;
     unsigned nworkers;
-    char sha[41]; /* of sk_logic_stock_lua */
+    char sha[41]; /* of redis/logic_stock.lua */
     atomic_int stopping;
     int64_t stop_deadline_ms; /* monotonic; set before `stopping` */
     atomic_int busy;          /* workers with a read or a batch in flight */

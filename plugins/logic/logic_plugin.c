@@ -25,7 +25,7 @@ logic_create(const sk_host_api_t *api, sk_plugin_t *self, char *err, size_t errl
     L->self = self;
     L->conf = api->config(self);
     L->nworkers = L->conf->threads == 0 ? 1 : L->conf->threads > MAX_WORKERS ? MAX_WORKERS : L->conf->threads;
-    sk_logic_script_sha(sk_logic_stock_lua, L->sha);
+    sk_logic_script_sha(sk_script_logic_stock, L->sha);
     atomic_init(&L->stats.pending, -1);
     atomic_init(&L->stats.lag, -1);
     atomic_init(&L->stats.xlen, -1);

@@ -64,7 +64,7 @@ class AccessRedisFaultTest(harness.TestCase):
         """A SIGSTOPped Redis: 1013 within redis.timeout_ms + margin; when it resumes, the commands it then runs must
         not turn those 1013s into wins (the script checks its deadline in Redis' clock)."""
         self.recovered()
-        sold_before = int(self.redis.call("GET", "sk:{a1}:sold") or 0)
+        sold_before = int(self.redis.call("GET", harness.activity_key(1, "sold")) or 0)
         self.redis.pause()
         codes = []
         try:
@@ -78,7 +78,7 @@ class AccessRedisFaultTest(harness.TestCase):
             self.redis.resume()
         self.assertEqual(set(codes), {1013}, codes)
         time.sleep(3)  # whatever Redis still runs, and logic after it, is done
-        self.assertEqual(int(self.redis.call("GET", "sk:{a1}:sold") or 0), sold_before)
+        self.assertEqual(int(self.redis.call("GET", harness.activity_key(1, "sold")) or 0), sold_before)
         self.recovered()
 
 
@@ -104,7 +104,7 @@ class AccessLogicFaultTest(harness.TestCase):
 
     def test_1_stalled_logic_times_out_without_stock(self):
         wait_until(lambda: self.timed_kill()[0] == 0, timeout=10, msg="a win")
-        sold = int(self.redis.call("GET", "sk:{a1}:sold"))
+        sold = int(self.redis.call("GET", harness.activity_key(1, "sold")))
         self.logic.pause()
         try:
             code, took = self.timed_kill()
@@ -113,7 +113,7 @@ class AccessLogicFaultTest(harness.TestCase):
         finally:
             self.logic.resume()
         time.sleep(2)  # logic now takes the stale entry: its deadline has passed
-        self.assertEqual(int(self.redis.call("GET", "sk:{a1}:sold")), sold)
+        self.assertEqual(int(self.redis.call("GET", harness.activity_key(1, "sold"))), sold)
 
     def test_2_no_logic_node_1013_at_once(self):
         wait_until(lambda: self.timed_kill()[0] == 0, timeout=10, msg="a win")
@@ -169,8 +169,8 @@ class AccessSoldOutStormTest(harness.TestCase):
         # uses EVAL, so EVAL is compared against that background rate below), XADD, SET, reads
         # (SET and XLEN run in the background too: the node lock, the control poll; nonce keys are counted instead)
         watched = ("evalsha", "xadd", "lrange")
-        nonces = len(self.redis.call("KEYS", "sk:nonce:*"))
-        queued = self.redis.call("XLEN", "sk:queue")
+        nonces = len(self.redis.call("KEYS", harness.key_glob("NONCE")))
+        queued = self.redis.call("XLEN", harness.QUEUE_KEY)
         before, t0 = commandstats(self.redis), time.time()
         users = iter(range(100, 100 + 10000))
         with concurrent.futures.ThreadPoolExecutor(16) as ex:
@@ -182,10 +182,10 @@ class AccessSoldOutStormTest(harness.TestCase):
         self.assertEqual(len(codes), 10000)
         for c in watched:
             self.assertEqual(after.get(c, 0), before.get(c, 0), "%s calls during the storm" % c)
-        self.assertEqual(len(self.redis.call("KEYS", "sk:nonce:*")), nonces)
+        self.assertEqual(len(self.redis.call("KEYS", harness.key_glob("NONCE"))), nonces)
         # and all commands together (background jobs of every plugin included) stay far below one per request
         self.assertLess(sum(after.values()) - sum(before.values()), 100 * (took + 1))
-        self.assertEqual(self.redis.call("XLEN", "sk:queue"), queued)
+        self.assertEqual(self.redis.call("XLEN", harness.QUEUE_KEY), queued)
 
 
 if __name__ == "__main__":

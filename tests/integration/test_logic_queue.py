@@ -175,7 +175,7 @@ class Sale:
         self.redis = redis
         self.aid, self.pid = aid, pid
         self.timeout_ms = timeout_ms
-        self.channel = "sk:reply:test-%s" % uuid.uuid4().hex[:12]
+        self.channel = harness.reply_channel("test-%s" % uuid.uuid4().hex[:12], 0)
         self.replies = Replies(redis.port, self.channel)
         self.conn = None
         self.offset = None  # Redis ms - local ms
@@ -199,7 +199,7 @@ class Sale:
             "id": rid, "reply": self.channel, "aid": aid or self.aid, "pid": pid or self.pid, "uid": uid,
             "ip": "10.1.%d.%d" % (uid % 250, uid % 199), "now": int(time.time()), "deadline": deadline
         }
-        cmd = ["XADD", "sk:queue", sid]
+        cmd = ["XADD", harness.QUEUE_KEY, sid]
         for k, v in fields.items():
             if k not in drop:
                 cmd += [k, v]
@@ -286,7 +286,7 @@ def cmd_field(cmd, name):
 
 
 def key(aid, name):
-    return "sk:{a%d}:%s" % (aid, name)
+    return harness.activity_key(aid, name)
 
 
 def check_store(tc, redis, aid, results, total=None, buy_limit=None):
@@ -341,7 +341,7 @@ def logic_status(node):
 
 def wait_alive(redis, nodes, timeout=15):
     ids = {n.node_id for n in nodes}
-    wait_until(lambda: ids <= set(redis.call("ZRANGE", "sk:logic:alive", 0, -1) or []), timeout=timeout,
+    wait_until(lambda: ids <= set(redis.call("ZRANGE", harness.LOGIC_ALIVE_KEY, 0, -1) or []), timeout=timeout,
                msg="logic heartbeats of %s" % sorted(ids))
 
 
@@ -513,7 +513,7 @@ class LogicQueueTest(harness.TestCase):
         self.assertIsNone(self.redis.call("GET", key(8, "sold")))
         # the entry nobody can be answered for is still acknowledged (not left pending forever)
         sid = s.queued[no_reply[0]][2]
-        wait_until(lambda: not self.redis.call("XPENDING", "sk:queue", "logic", sid, sid, 1), timeout=10,
+        wait_until(lambda: not self.redis.call("XPENDING", harness.QUEUE_KEY, "logic", sid, sid, 1), timeout=10,
                    msg="ack of the unanswerable entry")
         for n in self.nodes:
             self.assertTrue(n.alive())
@@ -582,7 +582,7 @@ class LogicQueueTest(harness.TestCase):
         s = self.sale(11, 111)
         ids = s.queue(list(range(1, 201)))
         s.wait(ids, timeout=20)
-        wait_until(lambda: int(self.redis.call("XLEN", "sk:queue")) < 50, timeout=10, msg="XTRIM")
+        wait_until(lambda: int(self.redis.call("XLEN", harness.QUEUE_KEY)) < 50, timeout=10, msg="XTRIM")
         sts = [logic_status(n) for n in self.nodes]
         self.assertGreaterEqual(sum(st["decisions"]["1007"] for st in sts), 195)
         self.assertEqual([st["ready_workers"] for st in sts], [2, 2])

@@ -306,12 +306,11 @@ class MultiNodeFaults(harness.TestCase):
             self.assertNotIn("1013", s["codes"], s["_out"][-3000:])
             self.assertEqual(s["http"].get("200", 0), s["codes"].get("0", 0))
         wins = sum(s["wins"] for s in sums)
-        key = "sk:{a%d}" % aid
-        sold = int(self.redis.call("GET", key + ":sold") or 0)
+        sold = int(self.redis.call("GET", harness.activity_key(aid, "sold")) or 0)
         self.assertEqual(sold, total, "never undersell: demand far above the stock, buy_rate 1")
         self.assertEqual(wins, sold, "wins seen by the two benches == sold")
         self.assertGreater(min(s["wins"] for s in sums), 0, "both access nodes sold")
-        per_user = self.redis.call("HGETALL", key + ":users")
+        per_user = self.redis.call("HGETALL", harness.activity_key(aid, "users"))
         held = {int(per_user[i]): harness.user_wins(per_user[i + 1]) for i in range(0, len(per_user), 2)}
         counts = {u: h[0] for u, h in held.items()}
         self.assertEqual(sum(counts.values()), sold)
