@@ -31,8 +31,9 @@
 #define SK_ACCESS_POLL_MS 250            /* control poll: offset, live logic nodes, sold counts */
 #define SK_ACCESS_BL_RELOAD_MS 60000
 #define SK_ACCESS_ALIVE_WINDOW_MS 3000
-#define SK_ACCESS_MAX_POLLED 4096 /* activities polled for sold counts */
-#define SK_ACCESS_LEARNED 16      /* sold-out flags learned from 1007 answers, per thread */
+#define SK_ACCESS_ALIVE_HOLD_MS 5000 /* a failed read of the live-logic count keeps the last good one this long */
+#define SK_ACCESS_MAX_POLLED 4096    /* activities polled for sold counts */
+#define SK_ACCESS_LEARNED 16         /* sold-out flags learned from 1007 answers, per thread */
 
 typedef struct st_sk_access_control_t sk_access_control_t;
 typedef struct st_sk_access_pending_t sk_access_pending_t;

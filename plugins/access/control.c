@@ -154,6 +154,8 @@ poll_finish(sk_access_control_t *c)
     } else {
         live->redis_ok = 1;
         live->offset_ms = c->offset_ms;
+        if (c->alive_failed)
+            live->logic_alive = sk_access_mono_ms() - c->alive_ok_ms <= SK_ACCESS_ALIVE_HOLD_MS ? c->alive_last : 0;
     }
     publish(c, live);
 }
@@ -207,10 +209,14 @@ on_zcount(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     sk_access_control_t *c = data;
     (void)r;
-    if (err != NULL || reply->type != REDIS_REPLY_INTEGER)
-        c->poll_failed = 1;
-    else if (c->building != NULL)
-        c->building->logic_alive = reply->integer;
+    if (err != NULL || reply->type != REDIS_REPLY_INTEGER) {
+        c->alive_failed = 1;
+    } else {
+        c->alive_last = reply->integer;
+        c->alive_ok_ms = sk_access_mono_ms();
+        if (c->building != NULL)
+            c->building->logic_alive = reply->integer;
+    }
     poll_done_one(c);
 }
 
@@ -268,6 +274,7 @@ poll_send(sk_access_control_t *c)
     live->started_ms = sk_access_mono_ms();
     c->building = live;
     c->poll_failed = 0;
+    c->alive_failed = 0;
     c->poll_outstanding = 1; /* held until every command is queued, so that an inline failure cannot finish early */
     c->poll_t0_ms = now_ms;
 
@@ -280,7 +287,7 @@ poll_send(sk_access_control_t *c)
     snprintf(min, sizeof(min), "%" PRId64, now_ms + c->offset_ms - SK_ACCESS_ALIVE_WINDOW_MS);
     c->poll_outstanding++;
     if (api->redis_cmd(c->redis, on_zcount, c, "ZCOUNT %s %s +inf", sk_key_const(SK_KEY_LOGIC_ALIVE), min) != 0) {
-        c->poll_failed = 1;
+        c->alive_failed = 1;
         c->poll_outstanding--;
     }
     c->poll_outstanding++;

@@ -295,12 +295,25 @@ static void delete (sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
 
 /* ---- list ---- */
 
-typedef struct st_list_job_t {
+typedef struct st_list_job_t list_job_t;
+
+/* One activity's MGET sold total: the two keys share its tag, so on a Redis Cluster each read is one slot (one MGET of
+ * every activity would be refused with CROSSSLOT). */
+typedef struct st_list_get_t {
+    list_job_t *job;
+    size_t i;
+} list_get_t;
+
+struct st_list_job_t {
     sk_admin_ts_t *ts;
     sk_admin_reqref_t ref;
     sk_activity_t *v;
     size_t n, cap;
-} list_job_t;
+    list_get_t *gets;
+    int64_t *sold, *total; /* per activity, from its MGET */
+    size_t outstanding;
+    int failed; /* a read failed: sold and left are reported unknown for all, as when Redis is down */
+};
 
 static int
 on_list_row(void *arg, const sk_activity_t *a)
@@ -327,7 +340,7 @@ reply_int(const redisReply *r, int64_t dflt)
 }
 
 static void
-list_reply(list_job_t *job, h2o_req_t *req, const redisReply *mget)
+list_reply(list_job_t *job, h2o_req_t *req, int have_redis)
 {
     sk_admin_ts_t *ts = job->ts;
     cJSON *arr = cJSON_CreateArray();
@@ -339,8 +352,8 @@ list_reply(list_job_t *job, h2o_req_t *req, const redisReply *mget)
             break;
         snprintf(key, sizeof(key), "activities/%lld", (long long)a->activity_id);
         cJSON_AddBoolToObject(o, "synced", sk_admin_store_sync_pending(ts->store, key) == 0);
-        if (mget != NULL) {
-            int64_t sold = reply_int(mget->element[2 * i], 0), total = reply_int(mget->element[2 * i + 1], -1);
+        if (have_redis) {
+            int64_t sold = job->sold[i], total = job->total[i];
             if (total < 0)
                 total = 0; /* not written yet: nothing can be sold */
             cJSON_AddNumberToObject(o, "sold", (double)sold);
@@ -352,27 +365,42 @@ list_reply(list_job_t *job, h2o_req_t *req, const redisReply *mget)
         }
         cJSON_AddItemToArray(arr, o);
     }
-    sk_admin_reply(ts->inst, req, SK_OK, mget != NULL ? "ok" : "ok (redis unavailable: sold and left unknown)", arr);
+    sk_admin_reply(ts->inst, req, SK_OK, have_redis ? "ok" : "ok (redis unavailable: sold and left unknown)", arr);
 }
 
 static void
 list_job_free(list_job_t *job)
 {
     free(job->v);
+    free(job->gets);
+    free(job->sold);
+    free(job->total);
     free(job);
+}
+
+static void
+list_finish(list_job_t *job)
+{
+    h2o_req_t *req = sk_admin_reqref_take(job->ts->inst, &job->ref);
+    if (req != NULL)
+        list_reply(job, req, !job->failed);
+    list_job_free(job);
 }
 
 static void
 on_list_mget(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
-    list_job_t *job = data;
+    list_get_t *g = data;
+    list_job_t *job = g->job;
     (void)r;
-    h2o_req_t *req = sk_admin_reqref_take(job->ts->inst, &job->ref);
-    if (req != NULL) {
-        int ok = err == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 * job->n;
-        list_reply(job, req, ok ? reply : NULL);
+    if (err == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+        job->sold[g->i] = reply_int(reply->element[0], 0);
+        job->total[g->i] = reply_int(reply->element[1], -1);
+    } else {
+        job->failed = 1;
     }
-    list_job_free(job);
+    if (--job->outstanding == 0)
+        list_finish(job);
 }
 
 static void
@@ -389,35 +417,31 @@ list(sk_admin_ts_t *ts, h2o_req_t *req)
         reply_store_error(ts, req);
         return;
     }
-    if (job->n == 0 || ts->redis == NULL) {
-        list_reply(job, req, NULL);
+    job->gets = calloc(job->n ? job->n : 1, sizeof(*job->gets));
+    job->sold = calloc(job->n ? job->n : 1, sizeof(*job->sold));
+    job->total = calloc(job->n ? job->n : 1, sizeof(*job->total));
+    if (job->n == 0 || ts->redis == NULL || job->gets == NULL || job->sold == NULL || job->total == NULL) {
+        list_reply(job, req, 0);
         list_job_free(job);
         return;
     }
-    size_t argc = 1 + 2 * job->n;
-    const char **argv = calloc(argc, sizeof(*argv));
-    size_t *lens = calloc(argc, sizeof(*lens));
-    char(*keys)[48] = calloc(2 * job->n, sizeof(*keys));
-    int rc = -1;
-    if (argv != NULL && lens != NULL && keys != NULL) {
-        argv[0] = "MGET", lens[0] = 4;
-        for (size_t i = 0; i < job->n; ++i) {
-            sk_admin_key(keys[2 * i], sizeof(keys[0]), SK_KEY_SOLD, job->v[i].activity_id);
-            sk_admin_key(keys[2 * i + 1], sizeof(keys[0]), SK_KEY_TOTAL, job->v[i].activity_id);
-        }
-        for (size_t i = 1; i < argc; ++i)
-            argv[i] = keys[i - 1], lens[i] = strlen(keys[i - 1]);
-        rc = ts->inst->api->redis_cmdargv(ts->redis, on_list_mget, job, 0, (int)argc, argv, lens);
-    }
-    free(argv);
-    free(lens);
-    free(keys);
-    if (rc != 0) {
-        list_reply(job, req, NULL);
-        list_job_free(job);
-        return;
-    }
+    /* one MGET per activity, all pipelined on the one connection: a round trip for the list, one slot per command */
     sk_admin_reqref_set(ts->inst, &job->ref, req);
+    job->outstanding = 1; /* held until every read is sent, so that no reply finishes the job meanwhile */
+    for (size_t i = 0; i < job->n && !job->failed; ++i) {
+        char sold[64], total[64];
+        sk_admin_key(sold, sizeof(sold), SK_KEY_SOLD, job->v[i].activity_id);
+        sk_admin_key(total, sizeof(total), SK_KEY_TOTAL, job->v[i].activity_id);
+        const char *argv[] = {"MGET", sold, total};
+        size_t lens[] = {4, strlen(sold), strlen(total)};
+        job->gets[i] = (list_get_t){job, i};
+        if (ts->inst->api->redis_cmdargv(ts->redis, on_list_mget, &job->gets[i], 0, 3, argv, lens) == 0)
+            job->outstanding++;
+        else
+            job->failed = 1;
+    }
+    if (--job->outstanding == 0)
+        list_finish(job);
 }
 
 /* ---- winners ---- */

@@ -45,6 +45,27 @@ class AccessRedisFaultTest(harness.TestCase):
     def recovered(self):
         wait_until(lambda: self.timed_kill()[0] == 0, timeout=20, interval=0.2, msg="kill works again")
 
+    def test_alive_read_fails(self):
+        """Only the live-logic count fails to read (on a Redis Cluster its key's master may be failing over; here the
+        key is made a string, so ZCOUNT alone answers WRONGTYPE): the last good count stands for about 5 s, so sales
+        go on, and only then does access declare no live logic (1013)."""
+        from test_access_codes import access_status
+        self.recovered()
+        self.redis.call("SET", harness.LOGIC_ALIVE_KEY, "not a zset")
+        t0 = time.time()
+        try:
+            time.sleep(2)
+            self.assertGreaterEqual(access_status(self.node).get("logic_alive", 0), 1, "held through a failed read")
+            self.assertEqual(self.timed_kill()[0], 0, "sales go on while the last good count holds")
+            wait_until(lambda: access_status(self.node).get("logic_alive", 1) == 0, timeout=10, interval=0.1,
+                       msg="no live logic once the hold is over")
+            self.assertGreater(time.time() - t0, 4.0, "held about 5 s")
+            self.assertEqual(self.timed_kill()[0], 1013)
+        finally:
+            self.redis.call("DEL", harness.LOGIC_ALIVE_KEY)
+        wait_until(lambda: access_status(self.node).get("logic_alive", 0) >= 1, timeout=10, msg="heartbeats again")
+        self.recovered()
+
     def test_redis_stopped(self):
         self.recovered()
         self.redis.stop()
