@@ -16,8 +16,8 @@ static const char *const formats[SK_KEY_COUNT] = {
     [SK_KEY_LOGIC_ALIVE] = "sk:logic:alive",
     /* untagged today: the access queue script takes it with the nonce keys (single Redis only; issue 12 splits it) */
     [SK_KEY_QUEUE] = "sk:queue",
-    /* untagged today: see SK_KEY_QUEUE */
-    [SK_KEY_NONCE] = "sk:nonce:%lld:%s",
+    /* aid, user, nance: in the activity's slot, so /sec/result's script (nonce + users) is one slot */
+    [SK_KEY_NONCE] = "sk:{a%lld}:n:%lld:%s",
     [SK_KEY_TOTAL] = "sk:{a%lld}:total",
     [SK_KEY_SOLD] = "sk:{a%lld}:sold",
     [SK_KEY_USERS] = "sk:{a%lld}:users",
@@ -87,9 +87,9 @@ sk_key_node(char *buf, size_t cap, const char *node_id)
 }
 
 int
-sk_key_nonce(char *buf, size_t cap, int64_t uid, const char *nance)
+sk_key_nonce(char *buf, size_t cap, int64_t aid, int64_t uid, const char *nance)
 {
-    return put(buf, cap, SK_KEY_NONCE, (long long)uid, nance);
+    return put(buf, cap, SK_KEY_NONCE, (long long)aid, (long long)uid, nance);
 }
 
 int

@@ -51,8 +51,8 @@ const char *sk_key_blacklist(const char *type);
 #define SK_NODE_KEY_MAX 256
 /** The live-node lock of node_id. */
 int sk_key_node(char *buf, size_t cap, const char *node_id);
-/** The replay guard of (user, nance). */
-int sk_key_nonce(char *buf, size_t cap, int64_t uid, const char *nance);
+/** The replay guard of (user, nance) for a request to activity aid (a replay is refused within one activity). */
+int sk_key_nonce(char *buf, size_t cap, int64_t aid, int64_t uid, const char *nance);
 /** A key of activity aid: id is one of SK_KEY_TOTAL .. SK_KEY_SEC_PREFIX (-1 for any other id). */
 int sk_key_activity(char *buf, size_t cap, sk_key_id_t id, int64_t aid);
 /** The reply channel of access thread `thread` of node_id. */

@@ -196,7 +196,7 @@ send_batch(qbatch_t *b, int as_eval)
     size_t argc = 5 + b->n * (1 + QARGS_PER);
     const char **argv = malloc(argc * sizeof(*argv));
     size_t *lens = malloc(argc * sizeof(*lens));
-    /* per request: a nonce key (< 100 bytes), two numbers, and an entry of 6 numbers, the id, channel and ip */
+    /* per request: a nonce key (< 120 bytes), two numbers, and an entry of 6 numbers, the id, channel and ip */
     char *buf = malloc(b->n * (128 + 48 + 6 * 21 + sizeof(t->id_prefix) + sizeof(t->channel) + 64) + 64), *w = buf;
     int rc = -1;
     if (argv == NULL || lens == NULL || buf == NULL)
@@ -218,7 +218,7 @@ send_batch(qbatch_t *b, int as_eval)
     PUT("%s", sk_key_const(SK_KEY_QUEUE));
     for (size_t i = 0; i < b->n; ++i) {
         /* the cluster-wide replay guard of one (user_id, nance); /sec/result's script writes the same key */
-        int n_ = sk_key_nonce(w, 128, b->p[i]->user_id, b->p[i]->nance);
+        int n_ = sk_key_nonce(w, 128, b->p[i]->activity_id, b->p[i]->user_id, b->p[i]->nance);
         if (n_ < 0)
             goto Exit;
         argv[k] = w;

@@ -56,7 +56,7 @@ send_result(result_wait_t *w, int as_eval)
 {
     sk_access_t *a = w->t->a;
     char nonce_key[128], users_key[64], ttl[24], uid[24];
-    if (sk_key_nonce(nonce_key, sizeof(nonce_key), w->user_id, w->nance) < 0 ||
+    if (sk_key_nonce(nonce_key, sizeof(nonce_key), w->activity_id, w->user_id, w->nance) < 0 ||
         sk_key_activity(users_key, sizeof(users_key), SK_KEY_USERS, w->activity_id) < 0)
         return -1;
     snprintf(ttl, sizeof(ttl), "%" PRId64, w->ttl);

@@ -19,7 +19,7 @@ __all__ = [
     "result_keep_until", "stored_results", "token_fields", "token_info", "user_wins", "http", "user_key", "sign",
     "signed_params", "KEY_FORMATS", "LOGIC_ALIVE_KEY", "QUEUE_KEY", "BLACKLIST_USER_KEY", "BLACKLIST_IP_KEY",
     "BLACKLIST_NOTICE", "blacklist_key", "node_key", "nonce_key", "activity_key", "activity_tag_prefix", "reply_channel",
-    "keys_sample", "key_glob",
+    "keys_sample", "key_glob", "script_names", "script_source", "script_sha",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -122,9 +122,9 @@ def node_key(node_id):
     return KEY_FORMATS["NODE"] % node_id
 
 
-def nonce_key(uid, nance):
-    """The replay guard of (user, nance)."""
-    return KEY_FORMATS["NONCE"] % (int(uid), nance)
+def nonce_key(aid, uid, nance):
+    """The replay guard of (user, nance) for a request to activity aid."""
+    return KEY_FORMATS["NONCE"] % (int(aid), int(uid), nance)
 
 
 def activity_key(aid, name):
@@ -154,9 +154,29 @@ def result_key(aid, deadline_ms):
     return KEY_FORMATS["RESULT"] % (int(aid), max(0, int(deadline_ms)) // RESULT_BUCKET_MS)
 
 
+_SCRIPTS_DIR = os.path.join(os.path.dirname(_KEYS_SOURCE), "..", "redis")
+
+
+def script_names():
+    """The Redis scripts of the project: redis/<name>.lua, each embedded into the binaries byte for byte."""
+    return sorted(f[:-4] for f in os.listdir(_SCRIPTS_DIR) if f.endswith(".lua"))
+
+
+def script_source(name):
+    """The text of redis/<name>.lua, exactly as the binaries send it."""
+    with open(os.path.join(_SCRIPTS_DIR, name + ".lua"), "rb") as f:
+        return f.read().decode()
+
+
+def script_sha(name):
+    """The SHA1 Redis knows redis/<name>.lua by (what SCRIPT LOAD answers, what EVALSHA takes)."""
+    with open(os.path.join(_SCRIPTS_DIR, name + ".lua"), "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
 def keys_sample():
     """The lines tests/unit/test_common_keys.c compares with its own: one key per name, for fixed arguments."""
-    return [node_key("n1"), LOGIC_ALIVE_KEY, QUEUE_KEY, nonce_key(42, "abc")] + \
+    return [node_key("n1"), LOGIC_ALIVE_KEY, QUEUE_KEY, nonce_key(7, 42, "abc")] + \
         [activity_key(7, n) for n in ("total", "sold", "users", "tokens", "wins", "sec")] + \
         [result_key(7, 1700000000000), BLACKLIST_USER_KEY, BLACKLIST_IP_KEY, BLACKLIST_NOTICE, reply_channel("n1", 3)]
 

@@ -45,6 +45,15 @@ class AccessRedisFaultTest(harness.TestCase):
     def recovered(self):
         wait_until(lambda: self.timed_kill()[0] == 0, timeout=20, interval=0.2, msg="kill works again")
 
+    def test_scripts_known_by_file_sha(self):
+        """The scripts are embedded byte for byte: Redis knows the ones the node loaded by the SHA1 of their files, and
+        SCRIPT LOAD of any file's text answers its SHA1."""
+        self.recovered()
+        shas = [harness.script_sha(n) for n in ("access_queue", "access_result", "logic_stock")]
+        self.assertEqual(self.redis.call("SCRIPT", "EXISTS", *shas), [1, 1, 1])
+        for name in harness.script_names():
+            self.assertEqual(self.redis.call("SCRIPT", "LOAD", harness.script_source(name)), harness.script_sha(name), name)
+
     def test_alive_read_fails(self):
         """Only the live-logic count fails to read (on a Redis Cluster its key's master may be failing over; here the
         key is made a string, so ZCOUNT alone answers WRONGTYPE): the last good count stands for about 5 s, so sales

@@ -2,9 +2,7 @@
 always), policies hot-reloaded mid-sale; plus a throughput figure against redis-benchmark on the same Redis.
 Driven through the queue like test_logic_queue.py."""
 
-import hashlib
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -19,8 +17,7 @@ from test_logic_queue import (Resp, Sale, check_store, key, logic_node, logic_st
 
 def stock_script_source():
     """The stock script, redis/logic_stock.lua (embedded byte for byte into the logic plugin)."""
-    with open(os.path.join(harness.SOURCE_DIR, "redis", "logic_stock.lua")) as f:
-        return f.read()
+    return harness.script_source("logic_stock")
 
 
 class LogicFaultTest(harness.TestCase):
@@ -259,7 +256,7 @@ class LogicFaultTest(harness.TestCase):
         self.assertEqual(set(r[0] for r in res.values()), {0})
         c = Resp(self.redis.port)
         dec = c.call("SCRIPT", "LOAD", "return redis.call('INCRBY', KEYS[1], -1)")
-        stock = hashlib.sha1(stock_script_source().encode()).hexdigest()
+        stock = harness.script_sha("logic_stock")
         self.assertEqual(c.call("SCRIPT", "EXISTS", stock), [1], "the node loaded another script than stock_script.c")
         deadline = c.redis_ms() + 600000
 
