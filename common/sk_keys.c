@@ -14,8 +14,9 @@ static const char *const formats[SK_KEY_COUNT] = {
     [SK_KEY_NODE] = "sk:node:%s",
     /* untagged: one zset read and written alone (ZADD, ZCOUNT, ZREMRANGEBYSCORE) */
     [SK_KEY_LOGIC_ALIVE] = "sk:logic:alive",
-    /* untagged today: the access queue script takes it with the nonce keys (single Redis only; issue 12 splits it) */
-    [SK_KEY_QUEUE] = "sk:queue",
+    /* aid: the request stream of one activity (group "logic"); the access script takes it with that activity's nonce
+     * keys, the logic layer reads it alone */
+    [SK_KEY_QUEUE] = "sk:{a%lld}:q",
     /* aid, user, nance: in the activity's slot, so /sec/result's script (nonce + users) is one slot */
     [SK_KEY_NONCE] = "sk:{a%lld}:n:%lld:%s",
     [SK_KEY_TOTAL] = "sk:{a%lld}:total",
@@ -33,6 +34,10 @@ static const char *const formats[SK_KEY_COUNT] = {
     [SK_KEY_BLACKLIST_NOTICE] = "sk:blacklist:notice",
     /* node id, access thread index */
     [SK_KEY_REPLY] = "sk:reply:%s:%u",
+    /* untagged: one node's published counters (host/stats_publish.c), a hash with a TTL, written and read alone */
+    [SK_KEY_STATS] = "sk:stats:%s",
+    /* untagged: the zset of nodes that publish counters; "sk:stats" without a colon, so no node id can collide */
+    [SK_KEY_STATS_INDEX] = "sk:stats",
 };
 
 const char *
@@ -46,7 +51,6 @@ sk_key_const(sk_key_id_t id)
 {
     switch (id) {
     case SK_KEY_LOGIC_ALIVE:
-    case SK_KEY_QUEUE:
     case SK_KEY_BLACKLIST_USER:
     case SK_KEY_BLACKLIST_IP:
     case SK_KEY_BLACKLIST_NOTICE:
@@ -95,7 +99,7 @@ sk_key_nonce(char *buf, size_t cap, int64_t aid, int64_t uid, const char *nance)
 int
 sk_key_activity(char *buf, size_t cap, sk_key_id_t id, int64_t aid)
 {
-    if (id < SK_KEY_TOTAL || id > SK_KEY_SEC_PREFIX)
+    if (id != SK_KEY_QUEUE && (id < SK_KEY_TOTAL || id > SK_KEY_SEC_PREFIX))
         return -1;
     return put(buf, cap, id, (long long)aid);
 }
@@ -127,6 +131,5 @@ sk_result_keep_until(int64_t deadline_ms)
 int
 sk_key_node_stats(char *buf, size_t cap, const char *node_id)
 {
-    int n = node_id != NULL ? snprintf(buf, cap, "sk:stats:%s", node_id) : snprintf(buf, cap, "sk:stats");
-    return n < 0 || (size_t)n >= cap ? -1 : n;
+    return node_id != NULL ? put(buf, cap, SK_KEY_STATS, node_id) : put(buf, cap, SK_KEY_STATS_INDEX);
 }

@@ -22,7 +22,7 @@
 typedef enum en_sk_key_id {
     SK_KEY_NODE,             /* sk_key_node(): the live-node lock */
     SK_KEY_LOGIC_ALIVE,      /* constant: the logic heartbeat zset */
-    SK_KEY_QUEUE,            /* constant: the request stream */
+    SK_KEY_QUEUE,            /* sk_key_activity(): the activity's request stream */
     SK_KEY_NONCE,            /* sk_key_nonce(): the replay guard */
     SK_KEY_TOTAL,            /* sk_key_activity(): stock */
     SK_KEY_SOLD,             /* sk_key_activity(): wins so far */
@@ -35,12 +35,14 @@ typedef enum en_sk_key_id {
     SK_KEY_BLACKLIST_IP,     /* constant */
     SK_KEY_BLACKLIST_NOTICE, /* constant: pub/sub channel */
     SK_KEY_REPLY,            /* sk_key_reply(): pub/sub channel of one access thread */
+    SK_KEY_STATS,            /* sk_key_node_stats(): one node's published counters */
+    SK_KEY_STATS_INDEX,      /* sk_key_node_stats(NULL): the nodes that publish */
     SK_KEY_COUNT
 } sk_key_id_t;
 
 /** The printf format of a key (arguments: see each function), or NULL for an id out of range. */
 const char *sk_key_format(sk_key_id_t id);
-/** The name of a key without arguments (SK_KEY_LOGIC_ALIVE, SK_KEY_QUEUE, SK_KEY_BLACKLIST_*), else NULL. */
+/** The name of a key without arguments (SK_KEY_LOGIC_ALIVE, SK_KEY_BLACKLIST_*), else NULL. */
 const char *sk_key_const(sk_key_id_t id);
 /** "sk:blacklist:user" for "user", "sk:blacklist:ip" for "ip", NULL for anything else. */
 const char *sk_key_blacklist(const char *type);
@@ -53,7 +55,7 @@ const char *sk_key_blacklist(const char *type);
 int sk_key_node(char *buf, size_t cap, const char *node_id);
 /** The replay guard of (user, nance) for a request to activity aid (a replay is refused within one activity). */
 int sk_key_nonce(char *buf, size_t cap, int64_t aid, int64_t uid, const char *nance);
-/** A key of activity aid: id is one of SK_KEY_TOTAL .. SK_KEY_SEC_PREFIX (-1 for any other id). */
+/** A key of activity aid: id is SK_KEY_QUEUE or one of SK_KEY_TOTAL .. SK_KEY_SEC_PREFIX (-1 for any other id). */
 int sk_key_activity(char *buf, size_t cap, sk_key_id_t id, int64_t aid);
 /** The reply channel of access thread `thread` of node_id. */
 int sk_key_reply(char *buf, size_t cap, const char *node_id, unsigned thread);

@@ -2,9 +2,11 @@
 -- KEYS: 1 total, 2 sold, 3 users (uid -> 'wins token expires_at ...'),
 --       4 tokens (token -> 'uid pid aid issued_at expires_at'), 5 winners, then each entry's result bucket
 -- ARGV: 1 aid, 2 pid, 3 buy_limit, 4 speed, 5 snapshot_total, 6 per-second key prefix, then 10 per entry:
---       deadline_ms, stream_ms, pre_code, allow, token, ttl, uid, reply channel, request id, bucket expireat
+--       deadline_ms, stream_ms, pre_code, allow, token, ttl, uid, reply channel, request id, bucket expireat;
+--       then, optionally, '1' (hold the wins: redis.wait_replicas > 0)
 -- Every outcome is published from here, one message per channel: the answers leave in the Redis pass (and AOF
--- fsync) that decides them. Returns the results, then sold (-1 when not read).
+-- fsync) that decides them. With the hold flag the wins are not published: the logic node tells them after WAIT has
+-- confirmed that replicas hold them. Returns the results, then sold (-1 when not read).
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now_ms = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -12,7 +14,9 @@ local limit, speed = tonumber(ARGV[3]), tonumber(ARGV[4])
 local seckey = ARGV[6] .. t[1]
 local total, sold, secn
 local out, wins, pubs, chans, kept, keptn = {}, {}, {}, {}, {}, {}
-for i = 1, (#ARGV - 6) / 10 do
+local n = #KEYS - 5
+local hold = #ARGV == 7 + n * 10 and ARGV[#ARGV] == '1'
+for i = 1, n do
   local a = 6 + (i - 1) * 10
   local rk, id = KEYS[5 + i], ARGV[a + 9]
   local deadline = tonumber(ARGV[a + 1])
@@ -71,9 +75,11 @@ for i = 1, (#ARGV - 6) / 10 do
   end
   out[i] = res
   local ch = ARGV[a + 8]
-  if not pubs[ch] then pubs[ch] = {}; chans[#chans + 1] = ch end
-  local p = pubs[ch]
-  p[#p + 1] = id .. ' ' .. res
+  if not (hold and string.sub(res, 1, 2) == '0 ') then
+    if not pubs[ch] then pubs[ch] = {}; chans[#chans + 1] = ch end
+    local p = pubs[ch]
+    p[#p + 1] = id .. ' ' .. res
+  end
 end
 if #wins > 0 then
   redis.call('INCRBY', KEYS[2], #wins)

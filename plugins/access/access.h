@@ -51,7 +51,7 @@ typedef struct st_sk_access_live_t {
     int redis_ok;
     int64_t logic_alive; /* live logic nodes; 0 also when unknown */
     int64_t offset_ms;   /* Redis TIME minus the local real-time clock */
-    int64_t queue_len;   /* XLEN sk:queue, -1 unknown */
+    int64_t queue_len;   /* the sum of the polled activities' queue lengths, -1 unknown */
     size_t nsold;
     sk_access_sold_t sold[]; /* sorted by activity_id */
 } sk_access_live_t;

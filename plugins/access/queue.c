@@ -215,7 +215,13 @@ send_batch(qbatch_t *b, int as_eval)
         w += n_ + 1;                                                                                                               \
     } while (0)
     PUT("%zu", b->n + 1);
-    PUT("%s", sk_key_const(SK_KEY_QUEUE));
+    /* every request of a batch is for one activity: the stream and the nonces share its slot */
+    int qn = sk_key_activity(w, 64, SK_KEY_QUEUE, b->p[0]->activity_id);
+    if (qn < 0)
+        goto Exit;
+    argv[k] = w;
+    lens[k++] = (size_t)qn;
+    w += qn + 1;
     for (size_t i = 0; i < b->n; ++i) {
         /* the cluster-wide replay guard of one (user_id, nance); /sec/result's script writes the same key */
         int n_ = sk_key_nonce(w, 128, b->p[i]->activity_id, b->p[i]->user_id, b->p[i]->nance);
@@ -326,6 +332,30 @@ on_script(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     free(b);
 }
 
+/* Queues the requests ps[0 .. n) of one activity with one script, or answers them 1013 when it cannot be sent. */
+static void
+send_activity(sk_access_thread_t *t, sk_access_pending_t **ps, size_t n)
+{
+    qbatch_t *b = malloc(sizeof(*b));
+    if (b != NULL) {
+        b->t = t;
+        b->retried = 0;
+        b->n = n;
+        memcpy(b->p, ps, n * sizeof(b->p[0]));
+        if (send_batch(b, 0) == 0)
+            return;
+        free(b);
+    }
+    for (size_t i = 0; i < n; ++i) {
+        sk_access_pending_t *p = ps[i];
+        p->in_redis = 0;
+        if (p->answered)
+            free(p);
+        else
+            answer(p, SK_E_UNAVAILABLE, "service unavailable: Redis unreachable", NULL);
+    }
+}
+
 static void
 flush_submits(sk_access_thread_t *t)
 {
@@ -336,23 +366,20 @@ flush_submits(sk_access_thread_t *t)
     t->nsubmit = 0;
     if (n == 0)
         return;
-    qbatch_t *b = malloc(sizeof(*b));
-    if (b != NULL) {
-        b->t = t;
-        b->retried = 0;
-        b->n = n;
-        memcpy(b->p, t->submit, n * sizeof(b->p[0]));
-        if (send_batch(b, 0) == 0)
-            return;
-        free(b);
-    }
-    for (size_t i = 0; i < n; ++i) {
-        sk_access_pending_t *p = t->submit[i];
-        p->in_redis = 0;
-        if (p->answered)
-            free(p);
-        else
-            answer(p, SK_E_UNAVAILABLE, "service unavailable: Redis unreachable", NULL);
+    /* one script per activity of this pass, each in that activity's slot, requests in arrival order */
+    sk_access_pending_t **rest = t->submit;
+    while (n > 0) {
+        int64_t aid = rest[0]->activity_id;
+        size_t m = 0, k = 0;
+        sk_access_pending_t *mine[SK_ACCESS_SUBMIT_MAX];
+        for (size_t i = 0; i < n; ++i) {
+            if (rest[i]->activity_id == aid)
+                mine[m++] = rest[i];
+            else
+                rest[k++] = rest[i];
+        }
+        n = k;
+        send_activity(t, mine, m);
     }
 }
 

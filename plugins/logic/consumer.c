@@ -21,16 +21,12 @@
 #include <time.h>
 #include "logic.h"
 
-/* SLOT_RESULT: decided here, to publish and ack; SLOT_DONE: the script stored and published it, to ack */
-enum { SLOT_WAIT, SLOT_RESULT, SLOT_DONE, SLOT_ACK, SLOT_LEAVE };
+/* SLOT_RESULT: decided here (or a held win WAIT confirmed), to publish and ack; SLOT_DONE: the script stored and
+ * published it, to ack; SLOT_HELD: a win stored but not published (redis.wait_replicas), waiting for WAIT */
+enum { SLOT_WAIT, SLOT_RESULT, SLOT_DONE, SLOT_HELD, SLOT_ACK, SLOT_LEAVE };
 
 typedef struct st_sk_logic_batch_t sk_logic_batch_t;
-typedef struct st_lane_t lane_t;
-
-struct st_sk_logic_worker_t {
-    lane_t *lanes[SK_LOGIC_LANES];
-    unsigned nready; /* lanes ready: the worker counts as ready while one is */
-};
+typedef struct st_sk_logic_lane_t lane_t;
 
 typedef struct st_sk_logic_slot_t {
     sk_logic_entry_t e;
@@ -46,6 +42,7 @@ typedef struct st_call_t {
     sk_logic_batch_t *b;
     unsigned first, n;
     int retried;
+    int64_t wait_until_ms; /* monotonic: how long WAIT is asked again for this call's held wins */
 } call_t;
 
 struct st_sk_logic_batch_t {
@@ -60,12 +57,17 @@ struct st_sk_logic_batch_t {
 
 #define SOLD_CACHE 16
 
-/* One consumer: its own connection, reads and batches. A worker thread runs SK_LOGIC_LANES of them, so that while one
- * lane's next read waits behind its scripts, another lane's read takes what access queued meanwhile: each Redis pass
- * then hands entries to some lane, instead of every other pass. */
-struct st_lane_t {
+/* One consumer of one activity's stream: its own connection, reads and batches. A worker thread runs SK_LOGIC_LANES of
+ * them per live activity (worker.c), so that while one lane's next read waits behind its scripts, another lane's read
+ * takes what access queued meanwhile: each Redis pass then hands entries to some lane, instead of every other pass. A
+ * blocking read holds its connection, hence a connection per lane; and separate lanes per activity mean a hot
+ * activity never starves another, on one master or many. */
+struct st_sk_logic_lane_t {
     sk_logic_t *L;
     sk_logic_worker_t *worker;
+    int64_t aid;
+    char stream[64]; /* the activity's queue */
+    char route[64];  /* a key of the activity: routes WAIT to the master its scripts ran on */
     const sk_host_api_t *api;
     sk_thread_t *thr;
     sk_redis_t *redis;
@@ -139,8 +141,7 @@ set_ready(lane_t *w, int v)
     if (w->ready == v)
         return;
     w->ready = v;
-    if (v ? w->worker->nready++ == 0 : --w->worker->nready == 0)
-        atomic_fetch_add(&w->L->ready_workers, v ? 1 : -1);
+    sk_logic_worker_lane_ready(w->worker, v ? 1 : -1);
 }
 
 static int
@@ -216,7 +217,7 @@ setup(lane_t *w)
     if (send_script_load(w) != 0)
         return;
     /* "0", not "$": entries queued before the first logic node came up are still answered (or expire) */
-    const char *argv[] = {"XGROUP", "CREATE", SK_LOGIC_STREAM, SK_LOGIC_GROUP, "0", "MKSTREAM"};
+    const char *argv[] = {"XGROUP", "CREATE", w->stream, SK_LOGIC_GROUP, "0", "MKSTREAM"};
     size_t argvlen[6];
     for (int i = 0; i < 6; ++i)
         argvlen[i] = strlen(argv[i]);
@@ -326,7 +327,8 @@ send_call(lane_t *w, call_t *c)
         if (s->has_act)
             act = &s->act;
     }
-    if (sk_logic_call_build(&w->call, w->L->sha, act, e, pre, c->n) != 0) {
+    if (sk_logic_call_build(&w->call, w->L->sha, act, e, pre, c->n) != 0 ||
+        (w->L->conf->redis_wait_replicas > 0 && sk_logic_call_hold(&w->call) != 0)) {
         call_set_state(c, SLOT_RESULT, SK_E_UNAVAILABLE);
         return -1;
     }
@@ -337,6 +339,75 @@ send_call(lane_t *w, call_t *c)
         return -1;
     }
     return 0;
+}
+
+/* ---- redis.wait_replicas: a win is told only once WAIT confirms the replicas hold it ---- */
+
+static void on_wait(sk_redis_t *r, redisReply *reply, const char *err, void *data);
+
+static int
+send_wait(lane_t *w, call_t *c)
+{
+    char n[16];
+    snprintf(n, sizeof(n), "%u", w->L->conf->redis_wait_replicas);
+    const char *argv[] = {"WAIT", n, SK_LOGIC_WAIT_MS_S};
+    size_t argvlen[] = {4, strlen(n), strlen(SK_LOGIC_WAIT_MS_S)};
+    /* routed by the activity's key: the same connection as the script, so WAIT covers its writes */
+    unsigned timeout = w->L->conf->redis_timeout_ms + SK_LOGIC_BLOCK_MS + SK_LOGIC_WAIT_MS + 200;
+    return w->api->redis_cmdargv_at(w->redis, w->route, strlen(w->route), on_wait, c, timeout, 3, argv, argvlen);
+}
+
+/* Holds the call's wins back until WAIT confirms them. Returns 1 when a WAIT is under way (the call stays
+ * outstanding), 0 when there is nothing to hold or WAIT cannot be sent (the wins stay held: unpublished, acked). */
+static int
+hold_wins(lane_t *w, call_t *c)
+{
+    if (w->L->conf->redis_wait_replicas == 0)
+        return 0;
+    unsigned held = 0;
+    for (unsigned i = 0; i < c->n; ++i) {
+        sk_logic_slot_t *s = &c->b->slots[c->b->order[c->first + i]];
+        if (s->state == SLOT_DONE && s->res.code == SK_OK) {
+            s->state = SLOT_HELD;
+            held++;
+        }
+    }
+    if (held == 0)
+        return 0;
+    c->wait_until_ms = sk_logic_mono_ms() + w->L->conf->access_request_timeout_ms;
+    return send_wait(w, c) == 0;
+}
+
+static void
+on_wait(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    call_t *c = data;
+    sk_logic_batch_t *b = c->b;
+    lane_t *w = b->w;
+    if (w->disposing) {
+        b->outstanding--;
+        return;
+    }
+    if (err == NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer >= (long long)w->L->conf->redis_wait_replicas) {
+        for (unsigned i = 0; i < c->n; ++i) {
+            sk_logic_slot_t *s = &b->slots[b->order[c->first + i]];
+            if (s->state == SLOT_HELD)
+                s->state = SLOT_RESULT; /* published by finish_batch, from the stored result */
+        }
+    } else {
+        atomic_fetch_add(&w->L->stats.wait_short, 1);
+        /* not confirmed yet: ask again while the clients may still be waiting; after that the wins stay untold here
+         * (access settles each request at its deadline) */
+        if (err == NULL && sk_logic_mono_ms() < c->wait_until_ms && send_wait(w, c) == 0)
+            return;
+        wlog(w, SK_LOG_WARN, "WAIT %u did not confirm %u decisions: %s", w->L->conf->redis_wait_replicas, c->n,
+             err != NULL                          ? err
+             : reply->type == REDIS_REPLY_INTEGER ? "too few replicas"
+                                                  : "unexpected reply");
+    }
+    if (--b->outstanding == 0)
+        finish_batch(b);
 }
 
 static int
@@ -399,6 +470,8 @@ on_call(sk_redis_t *r, redisReply *reply, const char *err, void *data)
         const redisReply *sold = reply->element[c->n];
         if (sold->type == REDIS_REPLY_INTEGER && sold->integer >= 0 && c->n > 0)
             cache_sold(w, b->slots[b->order[c->first]].e.aid, sold->integer);
+        if (hold_wins(w, c))
+            return; /* on_wait finishes the call */
     } else {
         atomic_fetch_add(&w->L->stats.script_errors, 1);
         wlog(w, SK_LOG_ERROR, "stock script gave an unexpected reply for %u entries", c->n);
@@ -460,7 +533,7 @@ finish_batch(sk_logic_batch_t *b)
     size_t argvlen[3 + SK_LOGIC_BATCH];
     int argc = 3;
     argv[0] = "XACK";
-    argv[1] = SK_LOGIC_STREAM;
+    argv[1] = w->stream;
     argv[2] = SK_LOGIC_GROUP;
     for (int i = 0; i < 3; ++i)
         argvlen[i] = strlen(argv[i]);
@@ -471,7 +544,7 @@ finish_batch(sk_logic_batch_t *b)
             atomic_fetch_add(&w->L->stats.left_pending, 1);
             continue;
         }
-        if (s->state == SLOT_DONE || s->state == SLOT_RESULT)
+        if (s->state == SLOT_DONE || s->state == SLOT_RESULT || s->state == SLOT_HELD)
             atomic_fetch_add(&w->L->stats.decisions[sk_logic_code_index(s->res.code)], 1);
         argv[argc] = s->e.sid;
         argvlen[argc] = strlen(s->e.sid);
@@ -661,8 +734,8 @@ on_claim(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 static int
 send_read(lane_t *w)
 {
-    const char *argv[] = {"XREADGROUP",        "GROUP",   SK_LOGIC_GROUP,  w->consumer, "COUNT", SK_LOGIC_BATCH_S, "BLOCK",
-                          SK_LOGIC_BLOCK_MS_S, "STREAMS", SK_LOGIC_STREAM, ">"};
+    const char *argv[] = {"XREADGROUP",        "GROUP",   SK_LOGIC_GROUP, w->consumer, "COUNT", SK_LOGIC_BATCH_S, "BLOCK",
+                          SK_LOGIC_BLOCK_MS_S, "STREAMS", w->stream,      ">"};
     size_t argvlen[11];
     for (int i = 0; i < 11; ++i)
         argvlen[i] = strlen(argv[i]);
@@ -700,7 +773,7 @@ pump(lane_t *w)
     int rc;
     if (!stopping && now - w->last_claim_ms >= SK_LOGIC_CLAIM_EVERY_MS) {
         w->last_claim_ms = now;
-        const char *argv[] = {"XAUTOCLAIM", SK_LOGIC_STREAM, SK_LOGIC_GROUP, w->consumer, "1000", w->claim_cursor, "COUNT", "64"};
+        const char *argv[] = {"XAUTOCLAIM", w->stream, SK_LOGIC_GROUP, w->consumer, "1000", w->claim_cursor, "COUNT", "64"};
         size_t argvlen[8];
         for (int i = 0; i < 8; ++i)
             argvlen[i] = strlen(argv[i]);
@@ -718,8 +791,8 @@ pump(lane_t *w)
     update_busy(w);
 }
 
-static lane_t *
-lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, unsigned index)
+lane_t *
+sk_logic_lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, int64_t aid, unsigned index)
 {
     lane_t *w = calloc(1, sizeof(*w));
     if (w == NULL)
@@ -728,12 +801,16 @@ lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, unsigned in
     w->worker = worker;
     w->api = L->api;
     w->thr = thr;
+    w->aid = aid;
+    if (sk_key_activity(w->stream, sizeof(w->stream), SK_KEY_QUEUE, aid) < 0 ||
+        sk_key_activity(w->route, sizeof(w->route), SK_KEY_SOLD, aid) < 0) {
+        free(w);
+        return NULL;
+    }
     for (unsigned i = 0; i < SK_LOGIC_PIPELINE; ++i)
         w->batches[i].w = w;
-    if (index == 0)
-        snprintf(w->consumer, sizeof(w->consumer), "%s-%u", L->conf->node_id, L->api->thread_index(thr));
-    else
-        snprintf(w->consumer, sizeof(w->consumer), "%s-%u.%u", L->conf->node_id, L->api->thread_index(thr), index);
+    /* unique per node, thread, activity and lane: a consumer's pending entries are its own */
+    snprintf(w->consumer, sizeof(w->consumer), "%s-%u.a%" PRId64 ".%u", L->conf->node_id, L->api->thread_index(thr), aid, index);
     strcpy(w->claim_cursor, "0-0");
     w->timer = L->api->timer_new(thr, on_timer, w);
     w->redis = L->api->redis_new(L->self, thr);
@@ -751,8 +828,14 @@ lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, unsigned in
     return w;
 }
 
-static void
-lane_free(lane_t *w)
+int64_t
+sk_logic_lane_aid(const lane_t *w)
+{
+    return w->aid;
+}
+
+void
+sk_logic_lane_free(lane_t *w)
 {
     if (w == NULL)
         return;
@@ -765,28 +848,4 @@ lane_free(lane_t *w)
     w->nbatches = 0;
     update_busy(w);
     free(w);
-}
-
-sk_logic_worker_t *
-sk_logic_worker_new(sk_logic_t *L, sk_thread_t *thr)
-{
-    sk_logic_worker_t *wk = calloc(1, sizeof(*wk));
-    if (wk == NULL)
-        return NULL;
-    for (unsigned i = 0; i < SK_LOGIC_LANES; ++i)
-        if ((wk->lanes[i] = lane_new(L, thr, wk, i)) == NULL) {
-            sk_logic_worker_free(wk);
-            return NULL;
-        }
-    return wk;
-}
-
-void
-sk_logic_worker_free(sk_logic_worker_t *wk)
-{
-    if (wk == NULL)
-        return;
-    for (unsigned i = 0; i < SK_LOGIC_LANES; ++i)
-        lane_free(wk->lanes[i]);
-    free(wk);
 }

@@ -46,6 +46,14 @@ static int __attribute__((format(printf, 2, 3))) put(sk_logic_call_t *c, const c
 }
 
 int
+sk_logic_call_hold(sk_logic_call_t *c)
+{
+    if ((size_t)c->argc >= SK_LOGIC_CALL_ARGC)
+        return -1;
+    return put(c, "1");
+}
+
+int
 sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_activity_t *act, const sk_logic_entry_t *const *e,
                     const sk_logic_pre_t *const *pre, size_t n)
 {

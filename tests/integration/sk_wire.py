@@ -17,7 +17,7 @@ import urllib.parse
 __all__ = [
     "RedisError", "_resp_encode", "_RespReader", "RESULT_BUCKET_MS", "RESULT_KEEP_S", "TOKEN_FIELDS", "result_key",
     "result_keep_until", "stored_results", "token_fields", "token_info", "user_wins", "http", "user_key", "sign",
-    "signed_params", "KEY_FORMATS", "LOGIC_ALIVE_KEY", "QUEUE_KEY", "BLACKLIST_USER_KEY", "BLACKLIST_IP_KEY",
+    "signed_params", "KEY_FORMATS", "LOGIC_ALIVE_KEY", "queue_key", "BLACKLIST_USER_KEY", "BLACKLIST_IP_KEY",
     "BLACKLIST_NOTICE", "blacklist_key", "node_key", "nonce_key", "activity_key", "activity_tag_prefix", "reply_channel",
     "keys_sample", "key_glob", "script_names", "script_source", "script_sha",
 ]
@@ -106,7 +106,6 @@ def _load_key_formats(path=_KEYS_SOURCE):
 
 KEY_FORMATS = _load_key_formats()
 LOGIC_ALIVE_KEY = KEY_FORMATS["LOGIC_ALIVE"]
-QUEUE_KEY = KEY_FORMATS["QUEUE"]
 BLACKLIST_USER_KEY = KEY_FORMATS["BLACKLIST_USER"]
 BLACKLIST_IP_KEY = KEY_FORMATS["BLACKLIST_IP"]
 BLACKLIST_NOTICE = KEY_FORMATS["BLACKLIST_NOTICE"]
@@ -128,8 +127,13 @@ def nonce_key(aid, uid, nance):
 
 
 def activity_key(aid, name):
-    """A key of activity aid: name is one of total, sold, users, tokens, wins, sec (the per-second prefix)."""
+    """A key of activity aid: name is one of total, sold, users, tokens, wins, sec (the per-second prefix), queue."""
     return KEY_FORMATS[{"sec": "SEC_PREFIX"}.get(name, name.upper())] % int(aid)
+
+
+def queue_key(aid):
+    """The request stream of activity aid (group "logic")."""
+    return activity_key(aid, "queue")
 
 
 def activity_tag_prefix(aid):
@@ -176,7 +180,7 @@ def script_sha(name):
 
 def keys_sample():
     """The lines tests/unit/test_common_keys.c compares with its own: one key per name, for fixed arguments."""
-    return [node_key("n1"), LOGIC_ALIVE_KEY, QUEUE_KEY, nonce_key(7, 42, "abc")] + \
+    return [node_key("n1"), LOGIC_ALIVE_KEY, queue_key(7), nonce_key(7, 42, "abc")] + \
         [activity_key(7, n) for n in ("total", "sold", "users", "tokens", "wins", "sec")] + \
         [result_key(7, 1700000000000), BLACKLIST_USER_KEY, BLACKLIST_IP_KEY, BLACKLIST_NOTICE, reply_channel("n1", 3)]
 

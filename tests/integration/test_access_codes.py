@@ -287,9 +287,9 @@ class AccessCodesTest(harness.TestCase):
         # another node used this nance: Redis says so (step 9), and nothing is queued
         t, nance = int(time.time()), "used-elsewhere-1"
         self.redis.call("SET", harness.nonce_key(100, 2201, nance), "1", "EX", "120")
-        before = self.redis.call("XLEN", harness.QUEUE_KEY)
+        before = self.redis.call("XLEN", harness.queue_key(100))
         self.expect(kill(self.node, 2201, 10, ip=fresh_ip(), t=t, nance=nance), 1003)
-        self.assertEqual(self.redis.call("XLEN", harness.QUEUE_KEY), before)
+        self.assertEqual(self.redis.call("XLEN", harness.queue_key(100)), before)
         self.assertIsNone(self.redis.call("HGET", harness.activity_key(100, "users"), "2201"))
 
     # ---- parameters: malformed input answers 1001 naming the parameter, and nothing crashes ----
@@ -440,7 +440,7 @@ class AccessNoLogicTest(harness.TestCase):
         self.assertLess(time.time() - t0, 0.5)
         self.assertEqual(code_of(resp), 1013)
         self.assertEqual(resp[0], 503)
-        self.assertEqual(self.redis.call("EXISTS", harness.QUEUE_KEY), 0, "nothing queued")
+        self.assertEqual(self.redis.call("EXISTS", harness.queue_key(1)), 0, "nothing queued")
 
     def test_order_7_8_state_before_liveness(self):
         self.assertEqual(code_of(kill(self.node, 2, 2)), 1005)

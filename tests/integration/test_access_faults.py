@@ -200,7 +200,7 @@ class AccessSoldOutStormTest(harness.TestCase):
         # (SET and XLEN run in the background too: the node lock, the control poll; nonce keys are counted instead)
         watched = ("evalsha", "xadd", "lrange")
         nonces = len(self.redis.call("KEYS", harness.key_glob("NONCE")))
-        queued = self.redis.call("XLEN", harness.QUEUE_KEY)
+        queued = self.redis.call("XLEN", harness.queue_key(1))
         before, t0 = commandstats(self.redis), time.time()
         users = iter(range(100, 100 + 10000))
         with concurrent.futures.ThreadPoolExecutor(16) as ex:
@@ -215,7 +215,7 @@ class AccessSoldOutStormTest(harness.TestCase):
         self.assertEqual(len(self.redis.call("KEYS", harness.key_glob("NONCE"))), nonces)
         # and all commands together (background jobs of every plugin included) stay far below one per request
         self.assertLess(sum(after.values()) - sum(before.values()), 100 * (took + 1))
-        self.assertEqual(self.redis.call("XLEN", harness.QUEUE_KEY), queued)
+        self.assertEqual(self.redis.call("XLEN", harness.queue_key(1)), queued)
 
 
 if __name__ == "__main__":

@@ -119,15 +119,15 @@ class LogicFaultTest(harness.TestCase):
             self.assertTrue(n.alive())
 
     def test_stream_deleted_under_running_nodes(self):
-        """The stream and its group vanish (DEL sk:queue, as after a FLUSHALL): the nodes create them again and go
+        """The stream and its group vanish (DEL of the activity's queue, as after a FLUSHALL): the nodes create them again and go
         on answering."""
         put_activity(self.etcd, 7, 107, total=1000, buy_limit=1, buy_rate=1)
         self.start_nodes(2)
         s = self.sale(7, 107)
         first = s.queue(list(range(1, 51)))
         self.assertEqual({r[0] for r in s.wait(first, timeout=10).values()}, {0})
-        self.redis.call("DEL", harness.QUEUE_KEY)
-        wait_until(lambda: self.redis.call("EXISTS", harness.QUEUE_KEY) == 1, timeout=10, msg="the stream is back")
+        self.redis.call("DEL", harness.queue_key(7))
+        wait_until(lambda: self.redis.call("EXISTS", harness.queue_key(7)) == 1, timeout=10, msg="the stream is back")
         time.sleep(0.5)
         again = s.queue(list(range(51, 101)))
         self.assertEqual({r[0] for r in s.wait(again, timeout=10).values()}, {0})

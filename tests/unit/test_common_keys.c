@@ -15,7 +15,7 @@ sample(char out[][96])
     int n = 0;
     sk_key_node(out[n++], 96, "n1");
     snprintf(out[n++], 96, "%s", sk_key_const(SK_KEY_LOGIC_ALIVE));
-    snprintf(out[n++], 96, "%s", sk_key_const(SK_KEY_QUEUE));
+    sk_key_activity(out[n++], 96, SK_KEY_QUEUE, 7);
     sk_key_nonce(out[n++], 96, 7, 42, "abc");
     for (sk_key_id_t id = SK_KEY_TOTAL; id <= SK_KEY_SEC_PREFIX; ++id)
         sk_key_activity(out[n++], 96, id, 7);
@@ -37,7 +37,7 @@ test_names(void)
      * key of one activity carries its tag {a7}, so one script of that activity stays in one cluster slot */
     ASSERT(strstr(k[0], ":n1") != NULL);
     ASSERT(strstr(k[3], ":42:abc") != NULL);
-    for (int i = 3; i <= 10; ++i)
+    for (int i = 2; i <= 10; ++i)
         ASSERT(strstr(k[i], "{a7}:") != NULL);
     ASSERT(strstr(k[10], ":28333333") != NULL); /* the minute of the deadline */
     ASSERT(strstr(k[14], ":n1:3") != NULL);

@@ -355,7 +355,12 @@ test_call_build(void)
     }
     act.activity_id = 7;
     ASSERT_EQ(sk_logic_call_build(&c, "0123456789012345678901234567890123456789", &act, eb, pb, SK_LOGIC_BATCH), 0);
+    ASSERT_EQ(c.argc, SK_LOGIC_CALL_ARGC - 1);
+    /* redis.wait_replicas: the hold flag goes last, and fits even a full batch; only once */
+    ASSERT_EQ(sk_logic_call_hold(&c), 0);
     ASSERT_EQ(c.argc, SK_LOGIC_CALL_ARGC);
+    ASSERT(argis(&c, c.argc - 1, "1"));
+    ASSERT_EQ(sk_logic_call_hold(&c), -1);
 }
 
 static void
