@@ -1,6 +1,7 @@
 /*
- * A logic WORKER thread: SK_LOGIC_LANES consumers ("lanes"), each with its own Redis connection on the thread's libev loop,
- * reading the queue in batches.
+ * A lane: one consumer of one activity's stream, with its own Redis connection on its WORKER thread's libev loop,
+ * reading in batches (worker.c runs SK_LOGIC_LANES lanes per live activity; lane.h has the types; wait.c holds wins
+ * for redis.wait_replicas).
  *
  * A read (XREADGROUP, or XAUTOCLAIM of entries a dead consumer left pending) returns up to 64 entries; the policies run
  * here for each, then one EVALSHA per activity of the batch decides all of that activity's entries, in stream order,
@@ -19,77 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "logic.h"
-
-/* SLOT_RESULT: decided here (or a held win WAIT confirmed), to publish and ack; SLOT_DONE: the script stored and
- * published it, to ack; SLOT_HELD: a win stored but not published (redis.wait_replicas), waiting for WAIT */
-enum { SLOT_WAIT, SLOT_RESULT, SLOT_DONE, SLOT_HELD, SLOT_ACK, SLOT_LEAVE };
-
-typedef struct st_sk_logic_batch_t sk_logic_batch_t;
-typedef struct st_sk_logic_lane_t lane_t;
-
-typedef struct st_sk_logic_slot_t {
-    sk_logic_entry_t e;
-    sk_logic_pre_t pre;
-    sk_activity_t act; /* a copy: the snapshot pointer does not outlive this loop pass, and NOSCRIPT rebuilds the call */
-    int has_act;
-    int state;
-    sk_logic_result_t res;
-} sk_logic_slot_t;
-
-/* One EVALSHA: the waiting entries of one activity, b->order[first .. first + n) */
-typedef struct st_call_t {
-    sk_logic_batch_t *b;
-    unsigned first, n;
-    int retried;
-    int64_t wait_until_ms; /* monotonic: how long WAIT is asked again for this call's held wins */
-} call_t;
-
-struct st_sk_logic_batch_t {
-    lane_t *w;
-    int used;
-    int reload_sent;
-    size_t n, outstanding, ncalls;
-    sk_logic_slot_t slots[SK_LOGIC_BATCH];
-    unsigned order[SK_LOGIC_BATCH];
-    call_t calls[SK_LOGIC_BATCH];
-};
-
-#define SOLD_CACHE 16
-
-/* One consumer of one activity's stream: its own connection, reads and batches. A worker thread runs SK_LOGIC_LANES of
- * them per live activity (worker.c), so that while one lane's next read waits behind its scripts, another lane's read
- * takes what access queued meanwhile: each Redis pass then hands entries to some lane, instead of every other pass. A
- * blocking read holds its connection, hence a connection per lane; and separate lanes per activity mean a hot
- * activity never starves another, on one master or many. */
-struct st_sk_logic_lane_t {
-    sk_logic_t *L;
-    sk_logic_worker_t *worker;
-    int64_t aid;
-    char stream[64]; /* the activity's queue */
-    char route[64];  /* a key of the activity: routes WAIT to the master its scripts ran on */
-    const sk_host_api_t *api;
-    sk_thread_t *thr;
-    sk_redis_t *redis;
-    sk_timer_t *timer;
-    char consumer[160];
-    int ready;         /* the group and the script are set up on the current connection */
-    int setup_pending; /* SCRIPT LOAD / XGROUP CREATE in flight */
-    int reading;       /* a read in flight (one at a time) */
-    unsigned nbatches; /* batches in flight */
-    int busy;          /* reading || nbatches: what inflight() counts */
-    int disposing;
-    int drained; /* stopping and nothing more to read */
-    uint64_t last_claim_ms;
-    char claim_cursor[48];
-    int64_t last_log_ms;
-    unsigned suppressed;
-    struct {
-        int64_t aid, sold;
-    } sold_cache[SOLD_CACHE];
-    sk_logic_batch_t batches[SK_LOGIC_PIPELINE];
-    sk_logic_call_t call; /* scratch: hiredis copies a command as it is sent */
-};
+#include "lane.h"
 
 static void pump(lane_t *w);
 
@@ -99,30 +30,6 @@ sk_logic_mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Errors repeat per entry when Redis misbehaves; one line a second is enough to see it. */
-static void __attribute__((format(printf, 3, 4))) wlog(lane_t *w, int level, const char *fmt, ...)
-{
-    int64_t now = sk_logic_mono_ms();
-    if (level >= SK_LOG_WARN && now - w->last_log_ms < 1000) {
-        w->suppressed++;
-        return;
-    }
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (level >= SK_LOG_WARN) {
-        w->last_log_ms = now;
-        if (w->suppressed > 0) {
-            w->api->log(w->L->self, level, "%s: %s (%u similar suppressed)", w->consumer, buf, w->suppressed);
-            w->suppressed = 0;
-            return;
-        }
-    }
-    w->api->log(w->L->self, level, "%s: %s", w->consumer, buf);
 }
 
 static void
@@ -178,7 +85,7 @@ on_group(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     if (w->disposing)
         return;
     if (err != NULL || (reply->type == REDIS_REPLY_ERROR && !err_is(reply, "BUSYGROUP"))) {
-        wlog(w, SK_LOG_WARN, "XGROUP CREATE failed: %s", err != NULL ? err : reply->str);
+        sk_logic_wlog(w, SK_LOG_WARN, "XGROUP CREATE failed: %s", err != NULL ? err : reply->str);
         w->api->timer_start(w->timer, 200);
         return;
     }
@@ -194,9 +101,12 @@ on_script_loaded(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     if (w->disposing)
         return;
     if (err != NULL || reply->type != REDIS_REPLY_STRING)
-        wlog(w, SK_LOG_WARN, "SCRIPT LOAD failed: %s", err != NULL ? err : reply->type == REDIS_REPLY_ERROR ? reply->str : "?");
+        sk_logic_wlog(w, SK_LOG_WARN, "SCRIPT LOAD failed: %s",
+                      err != NULL                        ? err
+                      : reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                         : "?");
     else if (strcmp(reply->str, w->L->sha) != 0)
-        wlog(w, SK_LOG_ERROR, "SCRIPT LOAD answered sha %s, expected %s", reply->str, w->L->sha);
+        sk_logic_wlog(w, SK_LOG_ERROR, "SCRIPT LOAD answered sha %s, expected %s", reply->str, w->L->sha);
 }
 
 static int
@@ -300,7 +210,6 @@ prepare(lane_t *w, sk_logic_slot_t *s, const sk_snapshot_t *snap)
     s->pre.allow = 1;
 }
 
-static void finish_batch(sk_logic_batch_t *b);
 static void on_call(sk_redis_t *r, redisReply *reply, const char *err, void *data);
 
 static void
@@ -339,75 +248,6 @@ send_call(lane_t *w, call_t *c)
         return -1;
     }
     return 0;
-}
-
-/* ---- redis.wait_replicas: a win is told only once WAIT confirms the replicas hold it ---- */
-
-static void on_wait(sk_redis_t *r, redisReply *reply, const char *err, void *data);
-
-static int
-send_wait(lane_t *w, call_t *c)
-{
-    char n[16];
-    snprintf(n, sizeof(n), "%u", w->L->conf->redis_wait_replicas);
-    const char *argv[] = {"WAIT", n, SK_LOGIC_WAIT_MS_S};
-    size_t argvlen[] = {4, strlen(n), strlen(SK_LOGIC_WAIT_MS_S)};
-    /* routed by the activity's key: the same connection as the script, so WAIT covers its writes */
-    unsigned timeout = w->L->conf->redis_timeout_ms + SK_LOGIC_BLOCK_MS + SK_LOGIC_WAIT_MS + 200;
-    return w->api->redis_cmdargv_at(w->redis, w->route, strlen(w->route), on_wait, c, timeout, 3, argv, argvlen);
-}
-
-/* Holds the call's wins back until WAIT confirms them. Returns 1 when a WAIT is under way (the call stays
- * outstanding), 0 when there is nothing to hold or WAIT cannot be sent (the wins stay held: unpublished, acked). */
-static int
-hold_wins(lane_t *w, call_t *c)
-{
-    if (w->L->conf->redis_wait_replicas == 0)
-        return 0;
-    unsigned held = 0;
-    for (unsigned i = 0; i < c->n; ++i) {
-        sk_logic_slot_t *s = &c->b->slots[c->b->order[c->first + i]];
-        if (s->state == SLOT_DONE && s->res.code == SK_OK) {
-            s->state = SLOT_HELD;
-            held++;
-        }
-    }
-    if (held == 0)
-        return 0;
-    c->wait_until_ms = sk_logic_mono_ms() + w->L->conf->access_request_timeout_ms;
-    return send_wait(w, c) == 0;
-}
-
-static void
-on_wait(sk_redis_t *r, redisReply *reply, const char *err, void *data)
-{
-    (void)r;
-    call_t *c = data;
-    sk_logic_batch_t *b = c->b;
-    lane_t *w = b->w;
-    if (w->disposing) {
-        b->outstanding--;
-        return;
-    }
-    if (err == NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer >= (long long)w->L->conf->redis_wait_replicas) {
-        for (unsigned i = 0; i < c->n; ++i) {
-            sk_logic_slot_t *s = &b->slots[b->order[c->first + i]];
-            if (s->state == SLOT_HELD)
-                s->state = SLOT_RESULT; /* published by finish_batch, from the stored result */
-        }
-    } else {
-        atomic_fetch_add(&w->L->stats.wait_short, 1);
-        /* not confirmed yet: ask again while the clients may still be waiting; after that the wins stay untold here
-         * (access settles each request at its deadline) */
-        if (err == NULL && sk_logic_mono_ms() < c->wait_until_ms && send_wait(w, c) == 0)
-            return;
-        wlog(w, SK_LOG_WARN, "WAIT %u did not confirm %u decisions: %s", w->L->conf->redis_wait_replicas, c->n,
-             err != NULL                          ? err
-             : reply->type == REDIS_REPLY_INTEGER ? "too few replicas"
-                                                  : "unexpected reply");
-    }
-    if (--b->outstanding == 0)
-        finish_batch(b);
 }
 
 static int
@@ -451,7 +291,7 @@ on_call(sk_redis_t *r, redisReply *reply, const char *err, void *data)
             call_set_state(c, SLOT_LEAVE, 0);
         } else {
             atomic_fetch_add(&w->L->stats.script_errors, 1);
-            wlog(w, SK_LOG_ERROR, "stock script failed for %u entries: %s", c->n, reply->str);
+            sk_logic_wlog(w, SK_LOG_ERROR, "stock script failed for %u entries: %s", c->n, reply->str);
             call_set_state(c, SLOT_RESULT, SK_E_UNAVAILABLE);
         }
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == (size_t)c->n + 1) {
@@ -462,7 +302,7 @@ on_call(sk_redis_t *r, redisReply *reply, const char *err, void *data)
                 s->state = SLOT_DONE;
             } else {
                 atomic_fetch_add(&w->L->stats.script_errors, 1);
-                wlog(w, SK_LOG_ERROR, "stock script gave an unexpected result for %s", s->e.id);
+                sk_logic_wlog(w, SK_LOG_ERROR, "stock script gave an unexpected result for %s", s->e.id);
                 sk_logic_result_set(&s->res, SK_E_UNAVAILABLE);
                 s->state = SLOT_RESULT;
             }
@@ -470,15 +310,15 @@ on_call(sk_redis_t *r, redisReply *reply, const char *err, void *data)
         const redisReply *sold = reply->element[c->n];
         if (sold->type == REDIS_REPLY_INTEGER && sold->integer >= 0 && c->n > 0)
             cache_sold(w, b->slots[b->order[c->first]].e.aid, sold->integer);
-        if (hold_wins(w, c))
+        if (sk_logic_hold_wins(w, c))
             return; /* on_wait finishes the call */
     } else {
         atomic_fetch_add(&w->L->stats.script_errors, 1);
-        wlog(w, SK_LOG_ERROR, "stock script gave an unexpected reply for %u entries", c->n);
+        sk_logic_wlog(w, SK_LOG_ERROR, "stock script gave an unexpected reply for %u entries", c->n);
         call_set_state(c, SLOT_RESULT, SK_E_UNAVAILABLE);
     }
     if (--b->outstanding == 0)
-        finish_batch(b);
+        sk_logic_finish_batch(b);
 }
 
 /* ---- batches ---- */
@@ -525,8 +365,8 @@ publish_results(lane_t *w, sk_logic_batch_t *b)
     free(msg);
 }
 
-static void
-finish_batch(sk_logic_batch_t *b)
+void
+sk_logic_finish_batch(sk_logic_batch_t *b)
 {
     lane_t *w = b->w;
     const char *argv[3 + SK_LOGIC_BATCH];
@@ -600,7 +440,7 @@ run_batch(sk_logic_batch_t *b)
     for (size_t i = 0; i < b->ncalls; ++i)
         send_call(w, &b->calls[i]);
     if (--b->outstanding == 0)
-        finish_batch(b);
+        sk_logic_finish_batch(b);
 }
 
 /* Takes a free batch (pump() reads only when there is one) and runs the entries, an array of [id, [field, value, ...]].
@@ -614,7 +454,7 @@ load_entries(lane_t *w, const redisReply *entries)
         if (!w->batches[i].used)
             b = &w->batches[i];
     if (b == NULL) { /* cannot happen; the entries stay pending and are reclaimed */
-        wlog(w, SK_LOG_ERROR, "no free batch");
+        sk_logic_wlog(w, SK_LOG_ERROR, "no free batch");
         return;
     }
     b->used = 1;
@@ -653,7 +493,7 @@ load_entries(lane_t *w, const redisReply *entries)
             s->state = SLOT_ACK;
             continue;
         }
-        wlog(w, SK_LOG_WARN, "malformed queue entry %s: %s", s->e.sid, err);
+        sk_logic_wlog(w, SK_LOG_WARN, "malformed queue entry %s: %s", s->e.sid, err);
         if (s->e.id[0] != '\0') {
             sk_logic_result_set(&s->res, SK_E_UNAVAILABLE);
             s->state = SLOT_RESULT;
@@ -671,7 +511,7 @@ read_failed(lane_t *w, redisReply *reply, const char *err, const char *what)
     if (err == NULL && reply->type != REDIS_REPLY_ERROR)
         return 0;
     atomic_fetch_add(&w->L->stats.redis_errors, 1);
-    wlog(w, SK_LOG_WARN, "%s failed: %s", what, err != NULL ? err : reply->str);
+    sk_logic_wlog(w, SK_LOG_WARN, "%s failed: %s", what, err != NULL ? err : reply->str);
     /* the group or the stream went away (FLUSHALL, a Redis without its AOF): set them up again */
     if (err == NULL && err_is(reply, "NOGROUP"))
         set_ready(w, 0);
@@ -722,7 +562,7 @@ on_claim(sk_redis_t *r, redisReply *reply, const char *err, void *data)
         const redisReply *entries = reply->element[1];
         if (entries->elements > 0) {
             atomic_fetch_add(&w->L->stats.claimed, entries->elements);
-            wlog(w, SK_LOG_INFO, "reclaimed %zu pending entries", entries->elements);
+            sk_logic_wlog(w, SK_LOG_INFO, "reclaimed %zu pending entries", entries->elements);
             load_entries(w, entries);
         }
     }
