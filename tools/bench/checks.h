@@ -333,7 +333,7 @@ bench_run_checks(bench_t *b, const bench_run_t *run, bench_checks_t *cs)
     char err[256];
     for (int i = 0; i < b->nprods; i++) {
         char key[64];
-        snprintf(key, sizeof(key), "sk:{a%" PRId64 "}:sold", b->prods[i].activity_id);
+        sk_key_activity(key, sizeof(key), SK_KEY_SOLD, b->prods[i].activity_id);
         redisContext *rc = bench_redis_connect_key(b, key, err, sizeof(err));
         if (rc == NULL) {
             bench_check(cs, 0, "redis", "%s", err);
