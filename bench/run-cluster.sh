@@ -255,11 +255,19 @@ for r in rows:
     for m in r["masters"]:
         per.append({"port": m["port"], "cpu_us_per_req": round(m["ticks"] / hz * 1e6 / n, 1), "commands": m["commands"]})
     p99 = (b.get("latency_us") or {}).get("p99", 0) / 1000.0
+    # --server-pid order: access, logic, then each Redis; seconds of CPU over the seckilld run
+    cpu = [c or 0 for c in b.get("server_cpu_s", [])]
+    secs = b.get("seconds", 0) or 1
+    busy = sum(cpu) / secs
     print("%-8s %5d %10.0f %9.0f %7.3f %8.1f %8s  %s" % (r["backend"], r["round"], rps, h2o, rps / h2o if h2o else 0, p99,
           "pass" if b.get("pass") else "FAIL", "; ".join("%d: %.1f µs, %d cmds" % (p["port"], p["cpu_us_per_req"], p["commands"]) for p in per)))
+    if len(cpu) >= 2:
+        print("%-8s server CPU: access %.1f + logic %.1f + Redis %.1f µs/req; %.2f of the 2 cores busy with servers (the load"
+              " generator takes most of the rest)" % ("", cpu[0] / n * 1e6, cpu[1] / n * 1e6, sum(cpu[2:]) / n * 1e6, busy))
     if r["activity_master"]:
         print("%-8s activity -> master port: %s" % ("", ", ".join("%s->%s" % kv for kv in sorted(r["activity_master"].items()))))
     summary.append({"backend": r["backend"], "round": r["round"], "rps": rps, "h2o_rps": h2o, "ratio": round(rps / h2o, 4) if h2o else 0,
-                    "p99_ms": p99, "pass": bool(b.get("pass")), "redis": per, "activity_master": r["activity_master"]})
+                    "p99_ms": p99, "pass": bool(b.get("pass")), "server_cores_busy": round(busy, 2),
+                    "access_us": round(cpu[0] / n * 1e6, 1) if cpu else 0, "logic_us": round(cpu[1] / n * 1e6, 1) if len(cpu) > 1 else 0, "redis": per, "activity_master": r["activity_master"]})
 print(json.dumps({"tool": "bench/run-cluster.sh", "connections": int(conns), "activities": int(acts), "duration": int(dur), "results": summary}))
 EOF
