@@ -154,11 +154,12 @@ class Redis(_Server):
             payload += _resp_encode(args)
             s.sendall(payload)
             r = _RespReader(s)
-            if self.password:
+            with r.f:
+                if self.password:
+                    v = r.read()
+                    if isinstance(v, RedisError):
+                        raise v
                 v = r.read()
-                if isinstance(v, RedisError):
-                    raise v
-            v = r.read()
             if isinstance(v, RedisError):
                 raise v
             return v

@@ -73,11 +73,12 @@ def resp_call(host, port, *args, password=None, timeout=5, netns=None, asking=Fa
             pre.append(["ASKING"])
         s.sendall(b"".join(_resp_encode(c) for c in pre) + _resp_encode(args))
         r = _RespReader(s)
-        for _ in pre:
+        with r.f:
+            for _ in pre:
+                v = r.read()
+                if isinstance(v, RedisError):
+                    raise v
             v = r.read()
-            if isinstance(v, RedisError):
-                raise v
-        v = r.read()
         if isinstance(v, RedisError):
             raise v
         return v
