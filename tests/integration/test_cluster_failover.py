@@ -21,6 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from sk_clustersale import ClusterSale, akey  # noqa: E402
 
+MAX_GAP_S = 2.0  # at ~80 requests/s on the live masters' activities, a longer pause in their wins is a stall
+
 
 class ClusterFailover(ClusterSale):
     replicas = 1
@@ -61,7 +63,12 @@ class ClusterFailover(ClusterSale):
             self.assertEqual(lost, [], "wins told to clients are missing on the promoted replica")
         for x in others:
             self.check_activity(x, lp)
-        # the other masters kept selling through the failover window
+        # the other masters kept selling through the failover window: no gap of more than MAX_GAP_S between their wins
+        ends = sorted(a.sched + a.lat for a in lp.answers if a.code == 0 and a.pid in {x["pid"] for x in others})
+        inside = [seen["t_kill"]] + [t for t in ends if seen["t_kill"] <= t <= seen["t_done"]] + [seen["t_done"]]
+        gap = max(b - a for a, b in zip(inside, inside[1:]))
+        self.report("longest gap between wins on the live masters during the failover: %.2f s" % gap)
+        self.assertLessEqual(gap, MAX_GAP_S, "the live masters' activities stalled during the failover")
         for m in {x["master"].port for x in others}:
             mine = {x["pid"] for x in others if x["master"].port == m}
             inside = [a for a in lp.answers if a.pid in mine and a.code == 0
