@@ -30,12 +30,14 @@ end
 
 
 def lua_scripts():
-    """{path relative to the source tree: source bytes} of every redis/*.lua file of the project (the scripts the
-    layout module embeds byte-identically)."""
+    """{path relative to the source tree: source bytes} of every Redis script file of the project (the redis/*.lua
+    files the layout module embeds byte-identically): every .lua outside policies/, bench/, tests/ and build*/."""
     out = {}
-    for p in sorted(glob.glob(os.path.join(harness.SOURCE_DIR, "**", "redis", "*.lua"), recursive=True)):
+    skip = ("policies", "bench", "tests", "node_modules", "docs", "var")
+    for p in sorted(glob.glob(os.path.join(harness.SOURCE_DIR, "**", "*.lua"), recursive=True)):
         rel = os.path.relpath(p, harness.SOURCE_DIR)
-        if rel.split(os.sep)[0].startswith("build"):
+        top = rel.split(os.sep)[0]
+        if top.startswith("build") or top.startswith(".") or top in skip:
             continue
         with open(p, "rb") as f:
             out[rel] = f.read()
@@ -55,7 +57,8 @@ def cluster_support():
     if b"ASKING" not in data or b"SLOTS" not in data:
         missing.append("the host's Redis client is not cluster-aware (no ASKING / CLUSTER SLOTS in %s)" % binary)
     if not lua_scripts():
-        missing.append("no redis/*.lua scripts in %s (the one-slot layout has not landed)" % harness.SOURCE_DIR)
+        missing.append("no Redis script files (redis/*.lua) in %s: the one-slot layout has not landed" %
+                       harness.SOURCE_DIR)
     return (not missing), "; ".join(missing)
 
 
