@@ -21,3 +21,10 @@ sk_result_keep_until(int64_t deadline_ms)
 {
     return (bucket_of(deadline_ms) + 1) * (SK_RESULT_BUCKET_MS / 1000) + SK_RESULT_KEEP_S;
 }
+
+int
+sk_key_node_stats(char *buf, size_t cap, const char *node_id)
+{
+    int n = node_id != NULL ? snprintf(buf, cap, "sk:stats:%s", node_id) : snprintf(buf, cap, "sk:stats");
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}

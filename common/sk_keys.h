@@ -18,4 +18,12 @@ int sk_result_key(char *buf, size_t cap, int64_t aid, int64_t deadline_ms);
 /** Unix seconds at which the bucket of deadline_ms may go (its EXPIREAT). */
 int64_t sk_result_keep_until(int64_t deadline_ms);
 
+/* Each node's published counters (host/stats_publish.c), read by the admin's dashboard. Both keys are untagged on
+ * purpose: every command names one key only (HSET, PEXPIRE, ZADD, ZRANGEBYSCORE, HGETALL), so with a cluster each goes
+ * to its own slot's master and nothing needs two of them together. The hash "sk:stats:<node_id>" lives a few seconds
+ * past its last refresh; the zset "sk:stats" (no colon, so no node id can collide with it) lists node ids scored by the unix ms of
+ * their last refresh, so that the admin finds every node without KEYS or SCAN. */
+/** Writes the node's stats hash key, or with node_id NULL the index zset's, into buf. Its length, or -1. */
+int sk_key_node_stats(char *buf, size_t cap, const char *node_id);
+
 #endif

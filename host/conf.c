@@ -77,6 +77,8 @@ static const conf_key_t keys[] = {
     S("policies.dir", policies_dir, NULL),
     S("log.level", log_level, check_level),
     S("log.file", log_file, NULL),
+    S("admin.console_dir", admin_console_dir, NULL),
+    S("admin.chart_js", admin_chart_js, NULL),
 };
 
 #undef S
@@ -113,6 +115,8 @@ sk_conf_defaults(sk_config_t *c)
     strcpy(c->admin_db, "var/seckill.db");
     strcpy(c->policies_dir, "policies");
     strcpy(c->log_level, "info");
+    strcpy(c->admin_console_dir, "console");
+    strcpy(c->admin_chart_js, "/usr/share/javascript/chart.js/chart.min.js");
     split_redis_addr(c);
 }
 

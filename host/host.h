@@ -98,6 +98,10 @@ struct st_sk_host_t {
 
     /* health, written by the control thread */
     atomic_int redis_up;
+    /* redis.cluster: masters in the map and how many have a ready conn, and their JSON list (under redis_mu) */
+    atomic_int redis_masters, redis_masters_up;
+    pthread_mutex_t redis_mu;
+    char redis_map_json[4096];
     sk_etcd_t *etcd;
     pthread_mutex_t snap_mu;
     const sk_snapshot_t *latest_snap; /* what was last published; for /status and new threads */
@@ -196,6 +200,9 @@ int sk_redis_cmd(sk_redis_t *r, sk_redis_cb cb, void *data, const char *fmt, ...
 int sk_redis_subscribe(sk_redis_t *r, const char *channel, sk_redis_msg_cb cb, void *data);
 /** cb runs on the owning thread each time the connection is up and authenticated (after re-subscribing). */
 void sk_redis_on_connect(sk_redis_t *r, void (*cb)(sk_redis_t *r, void *data), void *data);
+/** redis.cluster: writes the masters of the slot map as a JSON array ([{"addr","slots","up"}]) into buf and their
+ * counts; -1 for a single-Redis client. On the owning thread. */
+int sk_redis_describe(sk_redis_t *r, char *buf, size_t len, int *masters, int *up);
 /** Blocking, for start-up only: connects, AUTHs and runs one command, each with redis.timeout_ms. NULL with err on a
  * connect, AUTH or I/O failure; a Redis error reply is returned as a reply (type REDIS_REPLY_ERROR). */
 redisReply *sk_redis_sync_command(const sk_config_t *c, char *err, size_t errlen, const char *fmt, ...);
@@ -236,6 +243,19 @@ void sk_policy_status(sk_host_t *host, cJSON *arr);
 void sk_policy_record(sk_host_t *host, const char *name, const char *sha256, int64_t revision, const char *error);
 /** Frees the policy table (main thread, after all threads were joined). */
 void sk_policy_status_free(sk_host_t *host);
+
+/* ---- stats_publish.c: this node's counters in Redis for the admin's dashboard ---- */
+#define SK_STATS_PUBLISH_MS 500 /* twice per dashboard refresh, so that every refresh sees a new sample */
+#define SK_STATS_TTL_MS 5000
+typedef struct st_sk_stats_pub_t sk_stats_pub_t;
+sk_stats_pub_t *sk_stats_pub_new(sk_host_t *host);
+/** Control thread: publishes the node's hash and index entry, unless the previous publication is still pending. */
+void sk_stats_pub_tick(sk_stats_pub_t *p, sk_redis_t *r);
+/** After the Redis client that served it was freed (its callbacks reference p). */
+void sk_stats_pub_free(sk_stats_pub_t *p);
+/** The q-quantile (0..1) of bucket counts b[0..nb) whose upper bounds are le_us[0..nb-1) (the last is +Inf), in µs,
+ * interpolated inside its bucket; -1 when the histogram is empty. Pure. */
+int64_t sk_stats_quantile_us(const uint64_t *b, size_t nb, const int64_t *le_us, double q);
 
 /* ---- plugin_loader.c ---- */
 int sk_plugins_load(sk_host_t *host, const char *dir, char *err, size_t errlen);

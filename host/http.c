@@ -41,17 +41,21 @@ on_route_req(h2o_handler_t *self, h2o_req_t *req)
     route_handler_t *h = (route_handler_t *)self;
     sk_thread_t *thr = sk_thread_self();
     sk_plugin_t *p = h->route->plugin;
-    if (h->route->cb(p->inst, thr->tstates[p->index], req) != 0)
+    if (h->route->cb(p->inst, thr->tstates[p->index], req) == 0)
+        return 0;
+    /* a route on "/" (the admin's console) sees every path first; what it declines still gets the host's paths */
+    if (sk_status_handle(thr->host, h->route->listener, req) != 0)
         sk_http_reply(req, SK_E_NOT_FOUND, "not found", NULL);
     return 0;
 }
 
-/* /healthz on every listener but admin, /status and /metrics on the status listener, and a JSON 404 for the rest. */
+/* /healthz on every listener (SPEC §5: the admin's too), /status and /metrics on the status listener, and a JSON 404
+ * for the rest. */
 static int
 on_host_req(h2o_handler_t *self, h2o_req_t *req)
 {
     host_handler_t *h = (host_handler_t *)self;
-    if (h->listener != SK_LISTENER_ADMIN && sk_status_handle(h->host, h->listener, req) == 0)
+    if (sk_status_handle(h->host, h->listener, req) == 0)
         return 0;
     sk_http_reply(req, SK_E_NOT_FOUND, "not found", NULL);
     return 0;

@@ -40,17 +40,19 @@ ensure_std_fds(void)
             exit(2);
 }
 
+/* <dir of seckilld>/<sub>: the build tree and the installed layout (/usr/lib/seckill/) both keep the plugins and the
+ * console next to the binary, so neither needs a config key to find them. */
 static void
-default_plugin_dir(char *out, size_t outlen)
+default_exe_relative(char *out, size_t outlen, const char *sub)
 {
     char exe[1024];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n <= 0) {
-        snprintf(out, outlen, "plugins");
+        snprintf(out, outlen, "%s", sub);
         return;
     }
     exe[n] = '\0';
-    snprintf(out, outlen, "%s/plugins", dirname(exe));
+    snprintf(out, outlen, "%s/%s", dirname(exe), sub);
 }
 
 /* ---- threads ---- */
@@ -130,6 +132,7 @@ typedef struct st_control_state_t {
     sk_host_t *host;
     sk_redis_t *redis;
     sk_timer_t *timer;
+    sk_stats_pub_t *stats;
     char lock_value[96];
     unsigned ticks;
     int pending;
@@ -159,6 +162,18 @@ on_control_tick(sk_timer_t *t, void *data)
 {
     control_state_t *cs = data;
     sk_host_t *host = cs->host;
+    if (host->conf.redis_cluster) {
+        /* for /status and /healthz, which run on other threads */
+        char map[sizeof(host->redis_map_json)];
+        int masters = 0, up = 0;
+        if (sk_redis_describe(cs->redis, map, sizeof(map), &masters, &up) == 0) {
+            pthread_mutex_lock(&host->redis_mu);
+            memcpy(host->redis_map_json, map, sizeof(map));
+            pthread_mutex_unlock(&host->redis_mu);
+            atomic_store(&host->redis_masters, masters);
+            atomic_store(&host->redis_masters_up, up);
+        }
+    }
     if (!sk_redis_connected(cs->redis)) {
         if (atomic_load(&host->redis_up))
             sk_logf(SK_LOG_WARN, "host", "redis %s is down", host->conf.redis_addr);
@@ -169,8 +184,9 @@ on_control_tick(sk_timer_t *t, void *data)
         if (cs->ticks % 6 == 0)
             sk_redis_cmd(cs->redis, on_lock_refresh, cs, "SET sk:node:%s %s PX 10000", host->conf.node_id, cs->lock_value);
     }
+    sk_stats_pub_tick(cs->stats, cs->redis); /* the tick is SK_STATS_PUBLISH_MS */
     cs->ticks++;
-    sk_timer_start(t, 500);
+    sk_timer_start(t, SK_STATS_PUBLISH_MS);
 }
 
 static void
@@ -181,6 +197,7 @@ run_control_thread(sk_thread_t *thr)
     snprintf(cs.lock_value, sizeof(cs.lock_value), "%d", (int)getpid());
     adopt_latest_snapshot(thr);
     cs.redis = sk_redis_new(host, thr, "host");
+    cs.stats = sk_stats_pub_new(host);
     cs.timer = sk_timer_new(thr, on_control_tick, &cs);
     sk_timer_start(cs.timer, 1);
     if (host->etcd != NULL)
@@ -192,9 +209,37 @@ run_control_thread(sk_thread_t *thr)
         sk_etcd_stop(host->etcd);
     sk_timer_free(cs.timer);
     sk_redis_free(cs.redis);
+    sk_stats_pub_free(cs.stats);
 }
 
 /* ---- start-up checks ---- */
+
+/* --check: the files a start would need, so that a package or a deployment with a wrong plugin_dir fails here. The
+ * console's files only warn: without them the admin API still works, and the console answers 404. */
+static int
+check_installed(const sk_config_t *c, char *err, size_t errlen)
+{
+    static const char *names[] = {"access", "logic", "admin"};
+    char path[1200];
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); ++i) {
+        if (!sk_conf_has_plugin(c, names[i]))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s.so", c->plugin_dir, names[i]);
+        if (access(path, R_OK) != 0) {
+            snprintf(err, errlen, "plugin_dir: %.600s: %s", path, strerror(errno));
+            return -1;
+        }
+    }
+    if (sk_conf_has_plugin(c, "admin")) {
+        snprintf(path, sizeof(path), "%s/index.html", c->admin_console_dir);
+        if (access(path, R_OK) != 0)
+            fprintf(stderr, "seckilld: warning: admin.console_dir: %s: %s (the console will answer 404)\n", path, strerror(errno));
+        if (access(c->admin_chart_js, R_OK) != 0)
+            fprintf(stderr, "seckilld: warning: admin.chart_js: %s: %s (the console draws no charts)\n", c->admin_chart_js,
+                    strerror(errno));
+    }
+    return 0;
+}
 
 static int
 take_node_lock(sk_host_t *host, char *err, size_t errlen)
@@ -344,7 +389,8 @@ main(int argc, char **argv)
     if (host == NULL)
         return 1;
     sk_conf_defaults(&host->conf);
-    default_plugin_dir(host->conf.plugin_dir, sizeof(host->conf.plugin_dir));
+    default_exe_relative(host->conf.plugin_dir, sizeof(host->conf.plugin_dir), "plugins");
+    default_exe_relative(host->conf.admin_console_dir, sizeof(host->conf.admin_console_dir), "console");
     if (sk_conf_load(&host->conf, conf_file, overrides, noverrides, err, sizeof(err)) != 0) {
         fprintf(stderr, "seckilld: config error: %s\n", err);
         return 1;
@@ -358,6 +404,10 @@ main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
+        if (check_installed(&host->conf, err, sizeof(err)) != 0) {
+            fprintf(stderr, "seckilld: config error: %s\n", err);
+            return 1;
+        }
         printf("seckilld: %s: configuration and policies OK\n", conf_file);
         return 0;
     }
@@ -377,6 +427,7 @@ main(int argc, char **argv)
     host->started_at = unix_ms();
     host->api = &sk_host_api;
     pthread_mutex_init(&host->snap_mu, NULL);
+    pthread_mutex_init(&host->redis_mu, NULL);
     host->latest_snap = sk_snapshot_empty();
     if (take_node_lock(host, err, sizeof(err)) != 0) {
         fprintf(stderr, "seckilld: refusing to start: %s\n", err);

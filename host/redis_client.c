@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <hiredis/async.h>
 #include "redis_adapter.h"
+#include "redis_cluster.h"
 
 #define MAX_PENDING (1u << 18) /* commands waiting for a reply on one connection */
 #define MAX_SUBS 64
@@ -45,6 +46,7 @@ typedef struct st_sub_t {
 } sub_t;
 
 struct st_sk_redis_t {
+    sk_redis_cluster_t *cluster; /* redis.cluster: this is the router's face, and the calls go to redis_cluster.c */
     sk_host_t *host;
     sk_thread_t *thr;
     char who[64];
@@ -367,7 +369,7 @@ start_connect(sk_redis_t *r)
 /* ---- API ---- */
 
 sk_redis_t *
-sk_redis_new(sk_host_t *host, sk_thread_t *thr, const char *who)
+sk_redis_conn_new(sk_host_t *host, sk_thread_t *thr, const char *who, const char *ip, int port)
 {
     if (host == NULL || thr == NULL)
         return NULL;
@@ -377,8 +379,8 @@ sk_redis_new(sk_host_t *host, sk_thread_t *thr, const char *who)
     r->host = host;
     r->thr = thr;
     snprintf(r->who, sizeof(r->who), "%s", who != NULL ? who : "redis");
-    snprintf(r->ip, sizeof(r->ip), "%s", host->conf.redis_host);
-    r->port = host->conf.redis_port;
+    snprintf(r->ip, sizeof(r->ip), "%s", ip);
+    r->port = port;
     snprintf(r->password, sizeof(r->password), "%s", host->conf.redis_password);
     r->timeout_ms = host->conf.redis_timeout_ms != 0 ? host->conf.redis_timeout_ms : DEFAULT_TIMEOUT_MS;
     r->pending.prev = r->pending.next = &r->pending;
@@ -394,11 +396,58 @@ sk_redis_new(sk_host_t *host, sk_thread_t *thr, const char *who)
     return r;
 }
 
+sk_redis_t *
+sk_redis_new(sk_host_t *host, sk_thread_t *thr, const char *who)
+{
+    if (host == NULL || thr == NULL)
+        return NULL;
+    if (!host->conf.redis_cluster)
+        return sk_redis_conn_new(host, thr, who, host->conf.redis_host, host->conf.redis_port);
+    sk_redis_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->host = host;
+    r->thr = thr;
+    if ((r->cluster = sk_redis_cluster_new(r, host, thr, who)) == NULL) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+int
+sk_redis_describe(sk_redis_t *r, char *buf, size_t len, int *masters, int *up)
+{
+    if (r == NULL || r->cluster == NULL)
+        return -1;
+    sk_redis_cluster_describe(r->cluster, buf, len, masters, up);
+    return 0;
+}
+
+int
+sk_redis_conn_state(sk_redis_t *r)
+{
+    if (r == NULL || r->free_requested || r->ac == NULL)
+        return SK_CONN_DOWN;
+    return r->state == ST_READY ? SK_CONN_READY : SK_CONN_CONNECTING;
+}
+
+const char *
+sk_redis_conn_addr(sk_redis_t *r, int *port)
+{
+    *port = r->port;
+    return r->ip;
+}
+
 void
 sk_redis_free(sk_redis_t *r)
 {
     if (r == NULL || r->free_requested)
         return;
+    if (r->cluster != NULL) {
+        sk_redis_cluster_free(r->cluster); /* frees r too */
+        return;
+    }
     r->free_requested = 1;
     r->on_connect = NULL;
     sk_timer_stop(r->retry_timer);
@@ -411,6 +460,8 @@ sk_redis_free(sk_redis_t *r)
 int
 sk_redis_connected(sk_redis_t *r)
 {
+    if (r != NULL && r->cluster != NULL)
+        return sk_redis_cluster_connected(r->cluster);
     return r != NULL && !r->free_requested && r->state == ST_READY;
 }
 
@@ -419,6 +470,10 @@ sk_redis_on_connect(sk_redis_t *r, void (*cb)(sk_redis_t *r, void *data), void *
 {
     if (r == NULL || r->free_requested)
         return;
+    if (r->cluster != NULL) {
+        sk_redis_cluster_on_connect(r->cluster, cb, data);
+        return;
+    }
     r->on_connect = cb;
     r->on_connect_data = data;
 }
@@ -437,6 +492,8 @@ is_push_command(const char *name, size_t len)
 static cmd_t *
 new_cmd(sk_redis_t *r, sk_redis_cb cb, void *data, unsigned timeout_ms)
 {
+    if (r != NULL && r->cluster != NULL)
+        return NULL;
     if (r == NULL || r->free_requested || r->state != ST_READY || r->nsubs != 0 || r->npending >= MAX_PENDING)
         return NULL;
     cmd_t *c = malloc(sizeof(*c));
@@ -463,6 +520,8 @@ sk_redis_cmdargv(sk_redis_t *r, sk_redis_cb cb, void *data, unsigned timeout_ms,
 {
     if (argc <= 0 || argv == NULL || is_push_command(argv[0], argvlen != NULL ? argvlen[0] : strlen(argv[0])))
         return -1;
+    if (r != NULL && r->cluster != NULL)
+        return sk_redis_cluster_cmdargv(r->cluster, NULL, 0, cb, data, timeout_ms, argc, argv, argvlen);
     cmd_t *c = new_cmd(r, cb, data, timeout_ms);
     if (c == NULL)
         return -1;
@@ -478,8 +537,11 @@ int
 sk_redis_cmdargv_at(sk_redis_t *r, const char *route_key, size_t route_len, sk_redis_cb cb, void *data, unsigned timeout_ms,
                     int argc, const char **argv, const size_t *argvlen)
 {
-    (void)route_key;
-    (void)route_len;
+    if (r != NULL && r->cluster != NULL) {
+        if (argc <= 0 || argv == NULL || is_push_command(argv[0], argvlen != NULL ? argvlen[0] : strlen(argv[0])))
+            return -1;
+        return sk_redis_cluster_cmdargv(r->cluster, route_key, route_len, cb, data, timeout_ms, argc, argv, argvlen);
+    }
     return sk_redis_cmdargv(r, cb, data, timeout_ms, argc, argv, argvlen);
 }
 
@@ -506,6 +568,13 @@ sk_redis_vcmd(sk_redis_t *r, sk_redis_cb cb, void *data, const char *fmt, va_lis
         ++n;
     if (is_push_command(p, n))
         return -1;
+    if (r != NULL && r->cluster != NULL) {
+        char *cmd = NULL;
+        int len = redisvFormatCommand(&cmd, fmt, ap);
+        if (len < 0)
+            return -1;
+        return sk_redis_cluster_formatted(r->cluster, cb, data, 0, cmd, (size_t)len); /* takes cmd */
+    }
     cmd_t *c = new_cmd(r, cb, data, 0);
     if (c == NULL)
         return -1;
@@ -520,6 +589,8 @@ sk_redis_vcmd(sk_redis_t *r, sk_redis_cb cb, void *data, const char *fmt, va_lis
 int
 sk_redis_subscribe(sk_redis_t *r, const char *channel, sk_redis_msg_cb cb, void *data)
 {
+    if (r != NULL && r->cluster != NULL)
+        return channel != NULL && cb != NULL ? sk_redis_cluster_subscribe(r->cluster, channel, cb, data) : -1;
     if (r == NULL || r->free_requested || channel == NULL || cb == NULL || r->used_for_commands || r->nsubs >= MAX_SUBS)
         return -1;
     size_t len = strlen(channel);
@@ -541,45 +612,33 @@ sk_redis_subscribe(sk_redis_t *r, const char *channel, sk_redis_msg_cb cb, void 
     return 0;
 }
 
-redisReply *
-sk_redis_sync_command(const sk_config_t *c, char *err, size_t errlen, const char *fmt, ...)
+/* ---- for the cluster router: one conn to one master ---- */
+
+int
+sk_redis_conn_formatted(sk_redis_t *r, sk_redis_cb cb, void *data, uint64_t deadline, int asking, const char *cmd, size_t len)
 {
-    unsigned ms = c->redis_timeout_ms != 0 ? c->redis_timeout_ms : DEFAULT_TIMEOUT_MS;
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    redisContext *ctx = redisConnectWithTimeout(c->redis_host, c->redis_port, tv);
-    if (ctx == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
+    if (r == NULL || r->free_requested || r->state != ST_READY || r->nsubs != 0 || r->npending + 2 > MAX_PENDING)
+        return -1;
+    cmd_t *c = malloc(sizeof(*c)), *a = NULL;
+    if (c == NULL || (asking && (a = calloc(1, sizeof(*a))) == NULL)) {
+        free(c);
+        return -1;
     }
-    redisReply *reply = NULL;
-    if (ctx->err != 0) {
-        snprintf(err, errlen, "connect %s:%u: %s", c->redis_host, (unsigned)c->redis_port, ctx->errstr);
-        goto Exit;
-    }
-    if (redisSetTimeout(ctx, tv) != REDIS_OK) {
-        snprintf(err, errlen, "cannot set the socket timeout: %s", ctx->errstr);
-        goto Exit;
-    }
-    if (c->redis_password[0] != '\0') {
-        redisReply *a = redisCommand(ctx, "AUTH %s", c->redis_password);
-        if (a == NULL) {
-            snprintf(err, errlen, "AUTH: %s", ctx->errstr);
-            goto Exit;
+    *c = (cmd_t){.r = r, .cb = cb, .data = data, .deadline = deadline};
+    if (asking) {
+        /* ASKING holds for the next command only: both go into hiredis' output buffer back to back */
+        *a = (cmd_t){.r = r, .deadline = deadline};
+        if (redisAsyncCommand(r->ac, on_reply, a, "ASKING") != REDIS_OK) {
+            free(a);
+            free(c);
+            return -1;
         }
-        int refused = a->type == REDIS_REPLY_ERROR;
-        if (refused)
-            snprintf(err, errlen, "AUTH: %s", a->str);
-        freeReplyObject(a);
-        if (refused)
-            goto Exit;
+        queued(r, a);
     }
-    va_list ap;
-    va_start(ap, fmt);
-    reply = redisvCommand(ctx, fmt, ap);
-    va_end(ap);
-    if (reply == NULL)
-        snprintf(err, errlen, "%s", ctx->err != 0 ? ctx->errstr : "no reply");
-Exit:
-    redisFree(ctx);
-    return reply;
+    if (redisAsyncFormattedCommand(r->ac, on_reply, c, cmd, len) != REDIS_OK) {
+        free(c);
+        return -1;
+    }
+    queued(r, c);
+    return 0;
 }

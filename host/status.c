@@ -16,7 +16,9 @@ unix_ms(void)
     return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
-/* SPEC §1: 503 when the node cannot do its job (Redis down, for access and logic), "degraded" when only etcd is. */
+/* SPEC §1: 503 when the node cannot do its job (Redis down, for access and logic), "degraded" when only etcd is. With
+ * redis.cluster, "Redis down" means no master answers; with some masters down the node still serves the activities on
+ * the others (SPEC §9), so that is "degraded" too. */
 static int
 health(sk_host_t *host, const char **word)
 {
@@ -25,7 +27,8 @@ health(sk_host_t *host, const char **word)
         *word = "unavailable";
         return 503;
     }
-    if (host->etcd == NULL || !sk_etcd_is_up(host->etcd)) {
+    if (host->etcd == NULL || !sk_etcd_is_up(host->etcd) ||
+        (host->conf.redis_cluster && atomic_load(&host->redis_masters_up) < atomic_load(&host->redis_masters))) {
         *word = "degraded";
         return 200;
     }
@@ -73,6 +76,14 @@ serve_status(sk_host_t *host, h2o_req_t *req)
     cJSON *redis = cJSON_AddObjectToObject(o, "redis");
     cJSON_AddStringToObject(redis, "addr", host->conf.redis_addr);
     cJSON_AddStringToObject(redis, "state", atomic_load(&host->redis_up) ? "up" : "down");
+    cJSON_AddBoolToObject(redis, "cluster", host->conf.redis_cluster);
+    if (host->conf.redis_cluster) {
+        pthread_mutex_lock(&host->redis_mu);
+        cJSON *masters = cJSON_Parse(host->redis_map_json[0] != '\0' ? host->redis_map_json : "[]");
+        pthread_mutex_unlock(&host->redis_mu);
+        if (masters != NULL)
+            cJSON_AddItemToObject(redis, "masters", masters);
+    }
     cJSON *etcd = cJSON_AddObjectToObject(o, "etcd");
     if (host->etcd != NULL)
         sk_etcd_status(host->etcd, etcd);

@@ -289,6 +289,7 @@ cat <<EOF
 SecKill is running.
   access  $ACCESS_URL      (/sec/info, /sec/list, /sec/kill, /sec/result)
   admin   $ADMIN_URL      (/product/list, /activity/list, ...)
+  console $ADMIN_URL/      (open it in a browser: the dashboard and the management pages)
   status  http://$STATUS_LISTEN      (/healthz, /status, /metrics)
   logs    var/log/   data: var/redis, var/etcd, $(conf_get admin.db var/seckill.db)
 

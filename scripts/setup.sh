@@ -38,7 +38,13 @@ PACKAGES=(
     libh2o-evloop-dev libev-dev liblua5.4-dev lua5.4 libhiredis-dev libcurl4-openssl-dev
     libcjson-dev libsqlite3-dev libssl-dev
     etcd-server etcd-client redis-server redis-tools wrk python3 curl ca-certificates
+    chromium libjs-chart.js dpkg-dev
 )
+# The browser test drives Debian's Chromium with npm's playwright-core; any Node.js >= 18 serves, so Debian's is
+# installed only when there is none.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -89,6 +95,21 @@ for svc in redis-server etcd; do
         log "note: the system service $svc is running; SecKill never uses it (stop it if run.sh needs its port)"
     fi
 done
+
+# playwright-core (pinned by tests/browser/package-lock.json) into tests/browser/node_modules, gitignored. It never
+# downloads a browser: the test points it at /usr/bin/chromium.
+pw_version() { # the playwright-core version a package(-lock).json file names, or nothing
+    node -e 'const j = require(process.argv[1]); console.log(j.version || j.packages["node_modules/playwright-core"].version)' \
+        "$1" 2>/dev/null || true
+}
+if [ -f tests/browser/package-lock.json ]; then
+    wanted=$(pw_version "$ROOT/tests/browser/package-lock.json")
+    have=$(pw_version "$ROOT/tests/browser/node_modules/playwright-core/package.json")
+    if [ "$wanted" != "$have" ]; then
+        log "installing playwright-core $wanted into tests/browser/node_modules"
+        (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    fi
+fi
 
 if [ "$do_build" = 0 ]; then
     exit 0

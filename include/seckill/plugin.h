@@ -109,6 +109,8 @@ typedef struct st_sk_config_t {
     char log_file[512];            /* extra key: empty = stderr */
     unsigned http_idle_timeout_ms; /* extra key http.idle_timeout_ms */
     int http2;                     /* extra key http.http2 (0/1), off by default */
+    char admin_console_dir[512];   /* extra key admin.console_dir: the console's files; default <dir of seckilld>/console */
+    char admin_chart_js[512];      /* extra key admin.chart_js: Debian's libjs-chart.js UMD build, served as /chart.js */
 } sk_config_t;
 
 /* ---- the etcd snapshot (immutable; a thread's pointer stays valid until that thread returns to its loop) ---- */

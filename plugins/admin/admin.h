@@ -152,6 +152,8 @@ int sk_admin_store_user_version(sk_admin_store_t *s);
 int sk_admin_store_product_create(sk_admin_store_t *s, sk_product_t *p, int64_t now);
 int sk_admin_store_product_get(sk_admin_store_t *s, int64_t id, sk_product_t *p);
 int sk_admin_store_product_delete(sk_admin_store_t *s, int64_t id);
+/** Replaces name, total and status of p->product_id. SK_ADMIN_STORE_NONE when unknown, CONFLICT on a duplicate name. */
+int sk_admin_store_product_update(sk_admin_store_t *s, const sk_product_t *p, int64_t now);
 int sk_admin_store_product_in_use(sk_admin_store_t *s, int64_t id, int64_t *count);
 int sk_admin_store_products(sk_admin_store_t *s, int (*cb)(void *arg, const sk_product_t *p), void *arg);
 
@@ -230,6 +232,13 @@ int sk_admin_route_activity(void *inst, void *tstate, h2o_req_t *req);
 int sk_admin_route_policy(void *inst, void *tstate, h2o_req_t *req);
 int sk_admin_route_blacklist(void *inst, void *tstate, h2o_req_t *req);
 int sk_admin_route_token(void *inst, void *tstate, h2o_req_t *req);
+/** GET /, /console/<file>, /dashboard/data; -1 for any other path (the host then answers /healthz or 404). */
+int sk_admin_route_console(void *inst, void *tstate, h2o_req_t *req);
+int sk_admin_route_dashboard(void *inst, void *tstate, h2o_req_t *req);
+/** 1 when name is one console file name: one segment of [A-Za-z0-9._-], no leading dot, a known extension. Pure. */
+int sk_admin_console_name_ok(const char *name, size_t len);
+/** The Content-Type of a console file by its extension, or NULL. Pure. */
+const char *sk_admin_console_type(const char *name, size_t len);
 /** Control thread: mirrors policy events into SQLite history through the admin thread. */
 void sk_admin_policy_event(void *inst, const char *key, const char *value, size_t len, int64_t mod_revision, int is_delete);
 /** Admin thread: stores the current etcd policies in history (start-up catch-up). */

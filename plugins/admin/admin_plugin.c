@@ -35,7 +35,7 @@ admin_create(const sk_host_api_t *api, sk_plugin_t *self, char *err, size_t errl
         sk_handler_cb cb;
     } routes[] = {
         {"/product/", sk_admin_route_product},     {"/activity/", sk_admin_route_activity}, {"/policy/", sk_admin_route_policy},
-        {"/blacklist/", sk_admin_route_blacklist}, {"/token/", sk_admin_route_token},
+        {"/blacklist/", sk_admin_route_blacklist}, {"/token/", sk_admin_route_token},       {"/", sk_admin_route_console},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); ++i) {
         if (api->route(self, SK_LISTENER_ADMIN, routes[i].path, routes[i].cb) != 0) {

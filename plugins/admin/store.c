@@ -73,6 +73,7 @@ enum {
     Q_P_DEL,
     Q_P_LIST,
     Q_P_INUSE,
+    Q_P_UPD,
     Q_A_INS,
     Q_A_UPD,
     Q_A_GET,
@@ -107,6 +108,7 @@ static const char *queries[Q_COUNT] = {
     [Q_P_DEL] = "DELETE FROM products WHERE product_id = ?1",
     [Q_P_LIST] = "SELECT product_id, product_name, product_total, status FROM products ORDER BY product_id",
     [Q_P_INUSE] = "SELECT COUNT(*) FROM activities WHERE product_id = ?1 AND deleted = 0",
+    [Q_P_UPD] = "UPDATE products SET product_name = ?2, product_total = ?3, status = ?4, updated_at = ?5 WHERE product_id = ?1",
     [Q_A_INS] = "INSERT INTO activities (activity_name, product_id, start_time, end_time, total, status, speed, buy_limit, "
                 "buy_rate, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
     [Q_A_UPD] = "UPDATE activities SET activity_name = ?1, product_id = ?2, start_time = ?3, end_time = ?4, total = ?5, "
@@ -428,6 +430,25 @@ sk_admin_store_product_delete(sk_admin_store_t *s, int64_t id)
         rc = mark(s, key);
     }
     return finish(s, rc);
+}
+
+int
+sk_admin_store_product_update(sk_admin_store_t *s, const sk_product_t *p, int64_t now)
+{
+    char key[64];
+    if (begin(s) != 0)
+        return SK_ADMIN_STORE_ERR;
+    sqlite3_stmt *st = q(s, Q_P_UPD);
+    sqlite3_bind_int64(st, 1, p->product_id);
+    sqlite3_bind_text(st, 2, p->name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, p->total);
+    sqlite3_bind_int(st, 4, p->status);
+    sqlite3_bind_int64(st, 5, now);
+    int rc = step_done(st);
+    if (rc == SK_ADMIN_STORE_OK && sqlite3_changes(s->db) == 0)
+        rc = SK_ADMIN_STORE_NONE;
+    key_of(key, sizeof(key), "products", p->product_id);
+    return finish(s, rc == SK_ADMIN_STORE_OK ? mark(s, key) : rc);
 }
 
 int

@@ -170,6 +170,28 @@ class AdminApiTest(harness.TestCase):
         self.assertIsNone(self.etcd.get("/seckill/products/%d" % pid))
         self.assertNotIn(pid, [p["product_id"] for p in a.ok("GET", "/product/list")])
 
+    def test_product_update(self):
+        # the console's product edit and enable/disable
+        a = self.a
+        self.assertCode(a.post("/product/update", {}), 1001, "product_id")
+        self.assertCode(a.post("/product/update", {"product_id": 999999, "status": 0}), 1002)
+        pid = a.product(self.name(), total=100)
+        other = self.name()
+        a.product(other)
+        self.assertCode(a.post("/product/update", {"product_id": pid, "product_total": 0}), 1001, "product_total")
+        self.assertCode(a.post("/product/update", {"product_id": pid, "status": 2}), 1001, "status")
+        self.assertCode(a.post("/product/update", {"product_id": pid, "product_name": ""}), 1001, "product_name")
+        self.assertCode(a.post("/product/update", {"product_id": pid, "product_name": other}), 1014, "product_name")
+        a.activity(pid, total=60)
+        self.assertCode(a.post("/product/update", {"product_id": pid, "product_total": 59}), 1014, "product_total")
+        new = self.name("renamed")
+        self.assertTrue(a.ok("POST", "/product/update", {"product_id": pid, "product_name": new, "product_total": 60,
+                                                         "status": 0})["synced"])
+        got = json.loads(self.etcd.get("/seckill/products/%d" % pid))
+        self.assertEqual((got["product_name"], got["product_total"], got["status"]), (new, 60, 0))
+        listed = [p for p in a.ok("GET", "/product/list") if p["product_id"] == pid][0]
+        self.assertEqual((listed["product_name"], listed["product_total"], listed["status"]), (new, 60, 0))
+
     def test_wrong_method_and_unknown_path(self):
         self.assertCode(self.a.get("/product/create"), 1001, "method")
         st, code, _, _ = self.a.get("/product/nothing")

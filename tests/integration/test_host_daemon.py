@@ -101,8 +101,8 @@ class RunningNodeTest(harness.TestCase):
         cls.node = Node(cls.tmp, cls.redis, cls.etcd).start()
         wait_until(lambda: http("GET", cls.node.status + "/healthz")[0] == 200, timeout=10)
 
-    def test_healthz_everywhere_but_admin(self):
-        for base in (self.node.status, self.node.access):
+    def test_healthz_everywhere(self):
+        for base in (self.node.status, self.node.access, self.node.admin):
             st, hdr, body = http("GET", base + "/healthz")
             self.assertEqual(st, 200)
             self.assertEqual(body, {"status": "ok"})
@@ -125,10 +125,16 @@ class RunningNodeTest(harness.TestCase):
 
     def test_metrics_text(self):
         http("GET", self.node.access + "/sec/info?product_id=1")
+        http("GET", self.node.access + "/sec/no-such-%d" % os.getpid())
         st, hdr, body = http("GET", self.node.status + "/metrics")
         self.assertEqual(st, 200)
         text = body.decode() if isinstance(body, bytes) else str(body)
         self.assertIn("seckill_requests_total{", text)
+        # labelled by the real path, and an unknown path by one shared label, never by itself
+        self.assertIn('seckill_requests_total{plugin="access",path="/sec/info",code="1002"}', text)
+        self.assertIn('path="other"', text)
+        self.assertNotIn('path="/sec/"', text)
+        self.assertNotIn("no-such", text)
         self.assertIn("seckill_request_duration_seconds_bucket{", text)
         self.assertIn("seckill_redis_up 1", text)
 
