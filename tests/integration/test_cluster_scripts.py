@@ -6,7 +6,7 @@ that runs a Redis script or a multi-key command is exercised on a 3-master clust
 - no node's INFO errorstats has CROSSSLOT, and no script failed (errorstats has no ERR from a script).
 Paths: queue + stock (a sale over activities on all masters), settle after a 1008 (the logic nodes SIGSTOPped for
 longer than access.request_timeout_ms: the access node settles each request in Redis before it answers), /sec/result,
-/token/consume, /token/cancel (the unit goes back), blacklist add/remove (1004 while listed), heartbeat, queue trim
+/token/consume, /token/cancel (the unit goes back), /activity/update of total, blacklist add/remove (1004 while listed), heartbeat, queue trim
 (the logic nodes' periodic XTRIM), node lock release at shutdown (SIGTERM of a logic node: its lock is gone).
 Skipped while the build lacks the cluster-aware client or the one-slot layout.
 """
@@ -57,6 +57,11 @@ class ClusterScripts(ClusterSale):
         self.admin_ok("POST", "/token/cancel", {"token": won[1].token, "user_id": won[1].uid,
                                                 "product_id": won[1].pid})
         wait_until(lambda: self.sold()[x["aid"]] == sold0 - 1, timeout=5, msg="the cancelled unit goes back")
+        # an activity's total changed by the admin (the total script), checked through /activity/list
+        self.admin_ok("POST", "/activity/update", {"activity_id": acts[2]["aid"], "total": 999})
+        wait_until(lambda: {a["activity_id"]: a["total"] for a in self.admin_ok("GET", "/activity/list")}[
+            acts[2]["aid"]] == 999, timeout=5, msg="total updated")
+        acts[2]["total"] = 999
         # blacklist add / remove
         uid = 8800001
         self.admin_ok("POST", "/blacklist/add", {"type": "user", "value": uid, "reason": "cluster test"})
