@@ -1,7 +1,114 @@
 #include "sk_keys.h"
 
-#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+
+/*
+ * The layout, one format per name. tests/integration/sk_wire.py parses this table (one `[SK_KEY_X] = "format",` per
+ * line; %lld, %u and %s only), so keep that shape. A key without the {a<ID>} tag is a single-key structure: no script
+ * or multi-key command takes it together with another key, so its slot does not matter.
+ */
+static const char *const formats[SK_KEY_COUNT] = {
+    /* untagged: one string per node, only SET/EVAL on that one key */
+    [SK_KEY_NODE] = "sk:node:%s",
+    /* untagged: one zset read and written alone (ZADD, ZCOUNT, ZREMRANGEBYSCORE) */
+    [SK_KEY_LOGIC_ALIVE] = "sk:logic:alive",
+    /* aid: the request stream of one activity (group "logic"); the access script takes it with that activity's nonce
+     * keys, the logic layer reads it alone */
+    [SK_KEY_QUEUE] = "sk:{a%lld}:q",
+    /* aid, user, nance: in the activity's slot, so /sec/result's script (nonce + users) is one slot */
+    [SK_KEY_NONCE] = "sk:{a%lld}:n:%lld:%s",
+    [SK_KEY_TOTAL] = "sk:{a%lld}:total",
+    [SK_KEY_SOLD] = "sk:{a%lld}:sold",
+    [SK_KEY_USERS] = "sk:{a%lld}:users",
+    [SK_KEY_TOKENS] = "sk:{a%lld}:tokens",
+    [SK_KEY_WINS] = "sk:{a%lld}:wins",
+    [SK_KEY_SEC_PREFIX] = "sk:{a%lld}:sec:",
+    /* aid, minute of the deadline */
+    [SK_KEY_RESULT] = "sk:{a%lld}:res:%lld",
+    /* untagged: hashes read and written one command at a time (HSET, HDEL, HSCAN, a one-key script) */
+    [SK_KEY_BLACKLIST_USER] = "sk:blacklist:user",
+    [SK_KEY_BLACKLIST_IP] = "sk:blacklist:ip",
+    /* pub/sub channels have no slot that matters on one Redis; on a cluster PUBLISH reaches every node */
+    [SK_KEY_BLACKLIST_NOTICE] = "sk:blacklist:notice",
+    /* node id, access thread index */
+    [SK_KEY_REPLY] = "sk:reply:%s:%u",
+    /* untagged: one node's published counters (host/stats_publish.c), a hash with a TTL, written and read alone */
+    [SK_KEY_STATS] = "sk:stats:%s",
+    /* untagged: the zset of nodes that publish counters; "sk:stats" without a colon, so no node id can collide */
+    [SK_KEY_STATS_INDEX] = "sk:stats",
+};
+
+const char *
+sk_key_format(sk_key_id_t id)
+{
+    return (unsigned)id < SK_KEY_COUNT ? formats[id] : NULL;
+}
+
+const char *
+sk_key_const(sk_key_id_t id)
+{
+    switch (id) {
+    case SK_KEY_LOGIC_ALIVE:
+    case SK_KEY_BLACKLIST_USER:
+    case SK_KEY_BLACKLIST_IP:
+    case SK_KEY_BLACKLIST_NOTICE:
+        return formats[id];
+    default:
+        return NULL;
+    }
+}
+
+const char *
+sk_key_blacklist(const char *type)
+{
+    if (type == NULL)
+        return NULL;
+    if (strcmp(type, "user") == 0)
+        return formats[SK_KEY_BLACKLIST_USER];
+    if (strcmp(type, "ip") == 0)
+        return formats[SK_KEY_BLACKLIST_IP];
+    return NULL;
+}
+
+/* The formats are not literals here, so the compiler cannot check them: each caller below passes exactly what its
+ * table entry asks for (the unit test covers every entry). */
+static int
+put(char *buf, size_t cap, sk_key_id_t id, ...)
+{
+    va_list ap;
+    va_start(ap, id);
+    int n = vsnprintf(buf, cap, formats[id], ap);
+    va_end(ap);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+int
+sk_key_node(char *buf, size_t cap, const char *node_id)
+{
+    return put(buf, cap, SK_KEY_NODE, node_id);
+}
+
+int
+sk_key_nonce(char *buf, size_t cap, int64_t aid, int64_t uid, const char *nance)
+{
+    return put(buf, cap, SK_KEY_NONCE, (long long)aid, (long long)uid, nance);
+}
+
+int
+sk_key_activity(char *buf, size_t cap, sk_key_id_t id, int64_t aid)
+{
+    if (id != SK_KEY_QUEUE && (id < SK_KEY_TOTAL || id > SK_KEY_SEC_PREFIX))
+        return -1;
+    return put(buf, cap, id, (long long)aid);
+}
+
+int
+sk_key_reply(char *buf, size_t cap, const char *node_id, unsigned thread)
+{
+    return put(buf, cap, SK_KEY_REPLY, node_id, thread);
+}
 
 static int64_t
 bucket_of(int64_t deadline_ms)
@@ -12,8 +119,7 @@ bucket_of(int64_t deadline_ms)
 int
 sk_result_key(char *buf, size_t cap, int64_t aid, int64_t deadline_ms)
 {
-    int n = snprintf(buf, cap, "sk:{a%" PRId64 "}:res:%" PRId64, aid, bucket_of(deadline_ms));
-    return n < 0 || (size_t)n >= cap ? -1 : n;
+    return put(buf, cap, SK_KEY_RESULT, (long long)aid, (long long)bucket_of(deadline_ms));
 }
 
 int64_t
@@ -25,6 +131,5 @@ sk_result_keep_until(int64_t deadline_ms)
 int
 sk_key_node_stats(char *buf, size_t cap, const char *node_id)
 {
-    int n = node_id != NULL ? snprintf(buf, cap, "sk:stats:%s", node_id) : snprintf(buf, cap, "sk:stats");
-    return n < 0 || (size_t)n >= cap ? -1 : n;
+    return node_id != NULL ? put(buf, cap, SK_KEY_STATS, node_id) : put(buf, cap, SK_KEY_STATS_INDEX);
 }

@@ -1,5 +1,10 @@
 /*
- * Redis keys that more than one plugin names (docs/DESIGN.md "Redis keys"). Pure code.
+ * Every Redis key and pub/sub channel name of SecKill (docs/DESIGN.md "Redis keys"). Pure code.
+ *
+ * No other file spells a key: plugins, the host and the tools call these functions, and the Python tests derive the
+ * names from the format table in sk_keys.c (tests/integration/sk_wire.py parses it; tests/unit/test_common_keys.c and
+ * tests/integration/test_keys_layout.py check that both agree). Keys of one activity carry the hash tag {a<ID>}, so
+ * every script and multi-key command of one activity touches one Redis Cluster slot.
  */
 #ifndef SK_KEYS_H
 #define SK_KEYS_H
@@ -13,6 +18,47 @@
 #define SK_RESULT_BUCKET_MS 60000
 #define SK_RESULT_KEEP_S 600
 
+/** The names of the layout; sk_key_format() gives each one's printf format (the table in sk_keys.c). */
+typedef enum en_sk_key_id {
+    SK_KEY_NODE,             /* sk_key_node(): the live-node lock */
+    SK_KEY_LOGIC_ALIVE,      /* constant: the logic heartbeat zset */
+    SK_KEY_QUEUE,            /* sk_key_activity(): the activity's request stream */
+    SK_KEY_NONCE,            /* sk_key_nonce(): the replay guard */
+    SK_KEY_TOTAL,            /* sk_key_activity(): stock */
+    SK_KEY_SOLD,             /* sk_key_activity(): wins so far */
+    SK_KEY_USERS,            /* sk_key_activity(): per-user wins and tokens */
+    SK_KEY_TOKENS,           /* sk_key_activity(): purchase tokens */
+    SK_KEY_WINS,             /* sk_key_activity(): the winners list */
+    SK_KEY_SEC_PREFIX,       /* sk_key_activity(): prefix of the per-second win counters (the script appends the second) */
+    SK_KEY_RESULT,           /* sk_result_key(): a stored-results bucket */
+    SK_KEY_BLACKLIST_USER,   /* constant */
+    SK_KEY_BLACKLIST_IP,     /* constant */
+    SK_KEY_BLACKLIST_NOTICE, /* constant: pub/sub channel */
+    SK_KEY_REPLY,            /* sk_key_reply(): pub/sub channel of one access thread */
+    SK_KEY_STATS,            /* sk_key_node_stats(): one node's published counters */
+    SK_KEY_STATS_INDEX,      /* sk_key_node_stats(NULL): the nodes that publish */
+    SK_KEY_COUNT
+} sk_key_id_t;
+
+/** The printf format of a key (arguments: see each function), or NULL for an id out of range. */
+const char *sk_key_format(sk_key_id_t id);
+/** The name of a key without arguments (SK_KEY_LOGIC_ALIVE, SK_KEY_BLACKLIST_*), else NULL. */
+const char *sk_key_const(sk_key_id_t id);
+/** "sk:blacklist:user" for "user", "sk:blacklist:ip" for "ip", NULL for anything else. */
+const char *sk_key_blacklist(const char *type);
+
+/* Each writer below writes the key into buf and returns its length, or -1 if it does not fit. */
+
+/* Room for the lock key of any node id the configuration accepts. */
+#define SK_NODE_KEY_MAX 256
+/** The live-node lock of node_id. */
+int sk_key_node(char *buf, size_t cap, const char *node_id);
+/** The replay guard of (user, nance) for a request to activity aid (a replay is refused within one activity). */
+int sk_key_nonce(char *buf, size_t cap, int64_t aid, int64_t uid, const char *nance);
+/** A key of activity aid: id is SK_KEY_QUEUE or one of SK_KEY_TOTAL .. SK_KEY_SEC_PREFIX (-1 for any other id). */
+int sk_key_activity(char *buf, size_t cap, sk_key_id_t id, int64_t aid);
+/** The reply channel of access thread `thread` of node_id. */
+int sk_key_reply(char *buf, size_t cap, const char *node_id, unsigned thread);
 /** Writes "sk:{a<aid>}:res:<minute of deadline_ms>" into buf. Returns its length, or -1 if it does not fit. */
 int sk_result_key(char *buf, size_t cap, int64_t aid, int64_t deadline_ms);
 /** Unix seconds at which the bucket of deadline_ms may go (its EXPIREAT). */

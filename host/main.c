@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 #include "host.h"
+#include "sk_keys.h"
+#include "sk_scripts.h"
 
 #define MAX_OVERRIDES 256
 
@@ -134,6 +136,7 @@ typedef struct st_control_state_t {
     sk_timer_t *timer;
     sk_stats_pub_t *stats;
     char lock_value[96];
+    char lock_key[SK_NODE_KEY_MAX];
     unsigned ticks;
     int pending;
 } control_state_t;
@@ -182,7 +185,7 @@ on_control_tick(sk_timer_t *t, void *data)
         cs->pending = sk_redis_cmd(cs->redis, on_ping, cs, "PING") == 0;
         /* the node lock: refreshed every ~3 s, expires 10 s after this process stops refreshing it */
         if (cs->ticks % 6 == 0)
-            sk_redis_cmd(cs->redis, on_lock_refresh, cs, "SET sk:node:%s %s PX 10000", host->conf.node_id, cs->lock_value);
+            sk_redis_cmd(cs->redis, on_lock_refresh, cs, "SET %s %s PX 10000", cs->lock_key, cs->lock_value);
     }
     sk_stats_pub_tick(cs->stats, cs->redis); /* the tick is SK_STATS_PUBLISH_MS */
     cs->ticks++;
@@ -195,6 +198,7 @@ run_control_thread(sk_thread_t *thr)
     sk_host_t *host = thr->host;
     control_state_t cs = {.host = host};
     snprintf(cs.lock_value, sizeof(cs.lock_value), "%d", (int)getpid());
+    sk_key_node(cs.lock_key, sizeof(cs.lock_key), host->conf.node_id);
     adopt_latest_snapshot(thr);
     cs.redis = sk_redis_new(host, thr, "host");
     cs.stats = sk_stats_pub_new(host);
@@ -244,9 +248,9 @@ check_installed(const sk_config_t *c, char *err, size_t errlen)
 static int
 take_node_lock(sk_host_t *host, char *err, size_t errlen)
 {
-    char rerr[256];
-    redisReply *r =
-        sk_redis_sync_command(&host->conf, rerr, sizeof(rerr), "SET sk:node:%s %d NX PX 10000", host->conf.node_id, (int)getpid());
+    char rerr[256], key[SK_NODE_KEY_MAX];
+    sk_key_node(key, sizeof(key), host->conf.node_id);
+    redisReply *r = sk_redis_sync_command(&host->conf, rerr, sizeof(rerr), "SET %s %d NX PX 10000", key, (int)getpid());
     if (r == NULL) {
         sk_logf(SK_LOG_WARN, "host", "cannot check that node_id %s is unique (redis: %s); starting anyway", host->conf.node_id,
                 rerr);
@@ -271,11 +275,11 @@ take_node_lock(sk_host_t *host, char *err, size_t errlen)
 static void
 release_node_lock(sk_host_t *host)
 {
-    char rerr[256], pid[32];
+    char rerr[256], pid[32], key[SK_NODE_KEY_MAX];
     snprintf(pid, sizeof(pid), "%d", (int)getpid());
-    redisReply *r = sk_redis_sync_command(
-        &host->conf, rerr, sizeof(rerr), "EVAL %s 1 sk:node:%s %s",
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", host->conf.node_id, pid);
+    sk_key_node(key, sizeof(key), host->conf.node_id);
+    redisReply *r =
+        sk_redis_sync_command(&host->conf, rerr, sizeof(rerr), "EVAL %s 1 %s %s", sk_script_host_lock_release, key, pid);
     if (r != NULL)
         freeReplyObject(r);
 }

@@ -92,8 +92,8 @@ usage(FILE *f)
                "Checks: every request answered; no 1008 (unless --faults); every answer a JSON envelope with the HTTP status\n"
                "SPEC §2 gives its code; per activity: sold <= total; wins seen == sold during the run; sold == total when\n"
                "buy_rate = 1, speed = 0 and demand (per user, answers that reached the stock decision, capped at buy_limit)\n"
-               "covers the stock; no user over buy_limit (bench counts, /activity/winners, Redis sk:{a<ID>}:users); every won\n"
-               "token is in /activity/winners and in Redis sk:{a<ID>}:tokens with its user_id; Redis sold == admin sold.\n");
+               "covers the stock; no user over buy_limit (bench counts, /activity/winners, the Redis users hash); every won\n"
+               "token is in /activity/winners and in the Redis tokens hash with its user_id; Redis sold == admin sold.\n");
 }
 
 static bench_t bench;

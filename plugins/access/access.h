@@ -20,19 +20,20 @@
 #include "limiter.h"
 #include "params.h"
 #include "replay.h"
+#include "sk_keys.h"
+#include "sk_scripts.h"
 #include "state.h"
 
-#define SK_ACCESS_QUEUE_MAX 500000 /* XLEN sk:queue bound checked by the queue script */
-/* the cluster-wide replay guard of one (user_id, nance), written by /sec/kill's and /sec/result's scripts */
-#define SK_ACCESS_NONCE_KEY "sk:nonce:%" PRId64 ":%s"
+#define SK_ACCESS_QUEUE_MAX 500000       /* XLEN sk:queue bound checked by the queue script */
 #define SK_ACCESS_REPLAY_CAP 262144      /* (user, nance) pairs remembered by one node */
 #define SK_ACCESS_OVERLAY_CAP 32768      /* blacklist changes held per thread between two full loads */
 #define SK_ACCESS_OPS_BEFORE_RELOAD 8192 /* incremental changes that trigger a full reload instead */
 #define SK_ACCESS_POLL_MS 250            /* control poll: offset, live logic nodes, sold counts */
 #define SK_ACCESS_BL_RELOAD_MS 60000
 #define SK_ACCESS_ALIVE_WINDOW_MS 3000
-#define SK_ACCESS_MAX_POLLED 4096 /* activities polled for sold counts */
-#define SK_ACCESS_LEARNED 16      /* sold-out flags learned from 1007 answers, per thread */
+#define SK_ACCESS_ALIVE_HOLD_MS 5000 /* a failed read of the live-logic count keeps the last good one this long */
+#define SK_ACCESS_MAX_POLLED 4096    /* activities polled for sold counts */
+#define SK_ACCESS_LEARNED 16         /* sold-out flags learned from 1007 answers, per thread */
 
 typedef struct st_sk_access_control_t sk_access_control_t;
 typedef struct st_sk_access_pending_t sk_access_pending_t;
@@ -50,7 +51,7 @@ typedef struct st_sk_access_live_t {
     int redis_ok;
     int64_t logic_alive; /* live logic nodes; 0 also when unknown */
     int64_t offset_ms;   /* Redis TIME minus the local real-time clock */
-    int64_t queue_len;   /* XLEN sk:queue, -1 unknown */
+    int64_t queue_len;   /* the sum of the polled activities' queue lengths, -1 unknown */
     size_t nsold;
     sk_access_sold_t sold[]; /* sorted by activity_id */
 } sk_access_live_t;
@@ -159,7 +160,6 @@ void sk_access_queue_dispose(sk_access_thread_t *t);
 void sk_access_queue_submit(sk_access_thread_t *t, h2o_req_t *req, const sk_access_signed_t *p, const sk_activity_t *act,
                             const char *ip);
 /** The queue and result scripts (text) and their SHA1s. */
-extern const char sk_access_queue_lua[], sk_access_result_lua[];
 void sk_access_script_sha(const char *src, char out[41]);
 
 #endif

@@ -52,8 +52,8 @@ create(const sk_host_api_t *api, sk_plugin_t *self, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto Error;
     }
-    sk_access_script_sha(sk_access_queue_lua, a->queue_sha);
-    sk_access_script_sha(sk_access_result_lua, a->result_sha);
+    sk_access_script_sha(sk_script_access_queue, a->queue_sha);
+    sk_access_script_sha(sk_script_access_result, a->result_sha);
     if (api->route(self, SK_LISTENER_ACCESS, "/sec/", sk_access_handle) != 0 || api->on_snapshot(self, on_snapshot) != 0) {
         snprintf(err, errlen, "cannot register /sec/");
         goto Error;

@@ -12,8 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const bl_keys[2] = {"sk:blacklist:user", "sk:blacklist:ip"};
-#define NOTICE_CHANNEL "sk:blacklist:notice"
+/* key names: common/sk_keys.h; bl_kind 0 is the user hash, 1 the IP hash */
+#define BL_KEY(kind) sk_key_const((kind) == 0 ? SK_KEY_BLACKLIST_USER : SK_KEY_BLACKLIST_IP)
+#define NOTICE_CHANNEL sk_key_const(SK_KEY_BLACKLIST_NOTICE)
 
 typedef struct st_bl_set_msg_t {
     atomic_size_t refs;
@@ -195,7 +196,7 @@ on_hscan(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 static void
 scan_next(sk_access_control_t *c)
 {
-    if (c->a->api->redis_cmd(c->redis, on_hscan, c, "HSCAN %s %s COUNT 1000", bl_keys[c->bl_kind], c->bl_cursor) != 0)
+    if (c->a->api->redis_cmd(c->redis, on_hscan, c, "HSCAN %s %s COUNT 1000", BL_KEY(c->bl_kind), c->bl_cursor) != 0)
         load_end(c, 0);
 }
 

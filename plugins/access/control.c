@@ -154,6 +154,8 @@ poll_finish(sk_access_control_t *c)
     } else {
         live->redis_ok = 1;
         live->offset_ms = c->offset_ms;
+        if (c->alive_failed)
+            live->logic_alive = sk_access_mono_ms() - c->alive_ok_ms <= SK_ACCESS_ALIVE_HOLD_MS ? c->alive_last : 0;
     }
     publish(c, live);
 }
@@ -207,23 +209,41 @@ on_zcount(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     sk_access_control_t *c = data;
     (void)r;
-    if (err != NULL || reply->type != REDIS_REPLY_INTEGER)
-        c->poll_failed = 1;
-    else if (c->building != NULL)
-        c->building->logic_alive = reply->integer;
+    if (err != NULL || reply->type != REDIS_REPLY_INTEGER) {
+        c->alive_failed = 1;
+    } else {
+        c->alive_last = reply->integer;
+        c->alive_ok_ms = sk_access_mono_ms();
+        if (c->building != NULL)
+            c->building->logic_alive = reply->integer;
+    }
     poll_done_one(c);
 }
 
+/* One activity's queue length; the node's figure is the sum over its activities (unknown ones count 0). */
 static void
 on_xlen(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     sk_access_control_t *c = data;
     (void)r;
-    if (err != NULL || reply->type != REDIS_REPLY_INTEGER)
-        c->poll_failed = 1;
-    else if (c->building != NULL)
-        c->building->queue_len = reply->integer;
+    if (err == NULL && reply->type == REDIS_REPLY_INTEGER && c->building != NULL)
+        c->building->queue_len += reply->integer;
     poll_done_one(c);
+}
+
+/* A read of one activity that failed (its master may be down or failing over) keeps that activity's last counts; it
+ * does not make the whole poll fail, so that the activities on the other masters keep selling. */
+static void
+keep_previous(sk_access_control_t *c, sk_access_sold_t *s)
+{
+    const sk_access_live_t *prev = c->last;
+    if (prev == NULL)
+        return;
+    const sk_access_sold_t *found = bsearch(s, prev->sold, prev->nsold, sizeof(prev->sold[0]), cmp_sold);
+    if (found != NULL) {
+        s->sold = found->sold;
+        s->total = found->total;
+    }
 }
 
 static void
@@ -232,10 +252,10 @@ on_mget(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     mget_ctx_t *m = data;
     sk_access_control_t *c = m->c;
     (void)r;
+    sk_access_sold_t *s = &m->live->sold[m->index];
     if (err != NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
-        c->poll_failed = 1;
+        keep_previous(c, s);
     } else {
-        sk_access_sold_t *s = &m->live->sold[m->index];
         s->sold = reply_int(reply->element[0], 0);
         s->total = reply_int(reply->element[1], -1);
     }
@@ -268,6 +288,7 @@ poll_send(sk_access_control_t *c)
     live->started_ms = sk_access_mono_ms();
     c->building = live;
     c->poll_failed = 0;
+    c->alive_failed = 0;
     c->poll_outstanding = 1; /* held until every command is queued, so that an inline failure cannot finish early */
     c->poll_t0_ms = now_ms;
 
@@ -279,15 +300,11 @@ poll_send(sk_access_control_t *c)
     char min[32];
     snprintf(min, sizeof(min), "%" PRId64, now_ms + c->offset_ms - SK_ACCESS_ALIVE_WINDOW_MS);
     c->poll_outstanding++;
-    if (api->redis_cmd(c->redis, on_zcount, c, "ZCOUNT sk:logic:alive %s +inf", min) != 0) {
-        c->poll_failed = 1;
+    if (api->redis_cmd(c->redis, on_zcount, c, "ZCOUNT %s %s +inf", sk_key_const(SK_KEY_LOGIC_ALIVE), min) != 0) {
+        c->alive_failed = 1;
         c->poll_outstanding--;
     }
-    c->poll_outstanding++;
-    if (api->redis_cmd(c->redis, on_xlen, c, "XLEN sk:queue") != 0) {
-        c->poll_failed = 1;
-        c->poll_outstanding--;
-    }
+    live->queue_len = 0;
     for (size_t i = 0; i < n && !c->poll_failed; i++) {
         mget_ctx_t *m = malloc(sizeof(*m));
         if (m == NULL) {
@@ -298,14 +315,21 @@ poll_send(sk_access_control_t *c)
         m->live = live;
         m->index = i;
         char sold[64], total[64];
-        snprintf(sold, sizeof(sold), "sk:{a%" PRId64 "}:sold", live->sold[i].activity_id);
-        snprintf(total, sizeof(total), "sk:{a%" PRId64 "}:total", live->sold[i].activity_id);
+        sk_key_activity(sold, sizeof(sold), SK_KEY_SOLD, live->sold[i].activity_id);
+        sk_key_activity(total, sizeof(total), SK_KEY_TOTAL, live->sold[i].activity_id);
         c->poll_outstanding++;
         if (api->redis_cmd(c->redis, on_mget, m, "MGET %s %s", sold, total) != 0) {
+            /* this activity's master is down (a cluster) or Redis is: its last counts stand; TIME tells the rest */
             free(m);
-            c->poll_failed = 1;
+            keep_previous(c, &live->sold[i]);
             c->poll_outstanding--;
+            continue;
         }
+        char queue[64];
+        sk_key_activity(queue, sizeof(queue), SK_KEY_QUEUE, live->sold[i].activity_id);
+        c->poll_outstanding++;
+        if (api->redis_cmd(c->redis, on_xlen, c, "XLEN %s", queue) != 0)
+            c->poll_outstanding--;
     }
     poll_done_one(c);
 }

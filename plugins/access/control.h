@@ -24,6 +24,10 @@ struct st_sk_access_control_t {
     int64_t poll_t0_ms; /* real time when TIME was sent */
     int64_t offset_ms;
     sk_access_live_t *building, *last;
+    /* The live-logic count alone may fail to read while Redis answers otherwise (on a Redis Cluster its key's master
+     * can be failing over): the last good count then stands for SK_ACCESS_ALIVE_HOLD_MS before no logic counts. */
+    int alive_failed;
+    int64_t alive_last, alive_ok_ms; /* the last good count, and when it was read (monotonic ms) */
 
     /* blacklists */
     sk_timer_t *bl_timer;

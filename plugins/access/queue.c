@@ -16,33 +16,6 @@
 #include <openssl/evp.h>
 #include "sk_keys.h"
 
-/* KEYS: 1 the stream, then one nonce key per request. ARGV: 1 the queue bound, then per request its script deadline
- * (Redis ms), the nonce's ttl and its entry, "<id> <reply> <aid> <pid> <uid> <ip> <now> <deadline>" (one field, r).
- * Returns, per request, 1013 (too late, or the queue is full), 1003 (nonce seen) or the stream id. */
-const char sk_access_queue_lua[] = "local t = redis.call('TIME')\n"
-                                   "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-                                   "local room = tonumber(ARGV[1]) - redis.call('XLEN', KEYS[1])\n"
-                                   "local out = {}\n"
-                                   "for i = 1, #KEYS - 1 do\n"
-                                   "  local a = 2 + (i - 1) * 3\n"
-                                   "  if now > tonumber(ARGV[a]) then out[i] = 1013\n"
-                                   "  elseif not redis.call('SET', KEYS[i + 1], '1', 'NX', 'EX', ARGV[a + 1]) then out[i] = 1003\n"
-                                   "  elseif room <= 0 then out[i] = 1013\n"
-                                   "  else\n"
-                                   "    out[i] = redis.call('XADD', KEYS[1], '*', 'r', ARGV[a + 2])\n"
-                                   "    room = room - 1\n"
-                                   "  end\n"
-                                   "end\n"
-                                   "return out\n";
-
-/* Settles a request whose outcome this node does not know: stores `ARGV[2]` as the result of request id `ARGV[1]` in
- * its result bucket (sk_keys.h) unless the logic layer already stored one, and returns whichever is in effect. The
- * logic script keeps a stored result, so once this ran the request can never win behind the client's back (SPEC §8.5). */
-static const char settle_lua[] = "local won = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])\n"
-                                 "redis.call('EXPIREAT', KEYS[1], ARGV[3], 'NX')\n"
-                                 "if won == 1 then return ARGV[2] end\n"
-                                 "return redis.call('HGET', KEYS[1], ARGV[1])\n";
-
 struct st_pending_ref_t;
 
 struct st_sk_access_pending_t {
@@ -223,7 +196,7 @@ send_batch(qbatch_t *b, int as_eval)
     size_t argc = 5 + b->n * (1 + QARGS_PER);
     const char **argv = malloc(argc * sizeof(*argv));
     size_t *lens = malloc(argc * sizeof(*lens));
-    /* per request: a nonce key (< 100 bytes), two numbers, and an entry of 6 numbers, the id, channel and ip */
+    /* per request: a nonce key (< 120 bytes), two numbers, and an entry of 6 numbers, the id, channel and ip */
     char *buf = malloc(b->n * (128 + 48 + 6 * 21 + sizeof(t->id_prefix) + sizeof(t->channel) + 64) + 64), *w = buf;
     int rc = -1;
     if (argv == NULL || lens == NULL || buf == NULL)
@@ -231,7 +204,7 @@ send_batch(qbatch_t *b, int as_eval)
     size_t k = 0;
     argv[k] = as_eval ? "EVAL" : "EVALSHA";
     lens[k++] = as_eval ? 4 : 7;
-    argv[k] = as_eval ? sk_access_queue_lua : a->queue_sha;
+    argv[k] = as_eval ? sk_script_access_queue : a->queue_sha;
     lens[k] = strlen(argv[k]);
     k++;
 #define PUT(...)                                                                                                                   \
@@ -242,9 +215,22 @@ send_batch(qbatch_t *b, int as_eval)
         w += n_ + 1;                                                                                                               \
     } while (0)
     PUT("%zu", b->n + 1);
-    PUT("sk:queue");
-    for (size_t i = 0; i < b->n; ++i)
-        PUT(SK_ACCESS_NONCE_KEY, b->p[i]->user_id, b->p[i]->nance);
+    /* every request of a batch is for one activity: the stream and the nonces share its slot */
+    int qn = sk_key_activity(w, 64, SK_KEY_QUEUE, b->p[0]->activity_id);
+    if (qn < 0)
+        goto Exit;
+    argv[k] = w;
+    lens[k++] = (size_t)qn;
+    w += qn + 1;
+    for (size_t i = 0; i < b->n; ++i) {
+        /* the cluster-wide replay guard of one (user_id, nance); /sec/result's script writes the same key */
+        int n_ = sk_key_nonce(w, 128, b->p[i]->activity_id, b->p[i]->user_id, b->p[i]->nance);
+        if (n_ < 0)
+            goto Exit;
+        argv[k] = w;
+        lens[k++] = (size_t)n_;
+        w += n_ + 1;
+    }
     PUT("%d", SK_ACCESS_QUEUE_MAX);
     for (size_t i = 0; i < b->n; ++i) {
         const sk_access_pending_t *p = b->p[i];
@@ -346,6 +332,30 @@ on_script(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     free(b);
 }
 
+/* Queues the requests ps[0 .. n) of one activity with one script, or answers them 1013 when it cannot be sent. */
+static void
+send_activity(sk_access_thread_t *t, sk_access_pending_t **ps, size_t n)
+{
+    qbatch_t *b = malloc(sizeof(*b));
+    if (b != NULL) {
+        b->t = t;
+        b->retried = 0;
+        b->n = n;
+        memcpy(b->p, ps, n * sizeof(b->p[0]));
+        if (send_batch(b, 0) == 0)
+            return;
+        free(b);
+    }
+    for (size_t i = 0; i < n; ++i) {
+        sk_access_pending_t *p = ps[i];
+        p->in_redis = 0;
+        if (p->answered)
+            free(p);
+        else
+            answer(p, SK_E_UNAVAILABLE, "service unavailable: Redis unreachable", NULL);
+    }
+}
+
 static void
 flush_submits(sk_access_thread_t *t)
 {
@@ -356,23 +366,20 @@ flush_submits(sk_access_thread_t *t)
     t->nsubmit = 0;
     if (n == 0)
         return;
-    qbatch_t *b = malloc(sizeof(*b));
-    if (b != NULL) {
-        b->t = t;
-        b->retried = 0;
-        b->n = n;
-        memcpy(b->p, t->submit, n * sizeof(b->p[0]));
-        if (send_batch(b, 0) == 0)
-            return;
-        free(b);
-    }
-    for (size_t i = 0; i < n; ++i) {
-        sk_access_pending_t *p = t->submit[i];
-        p->in_redis = 0;
-        if (p->answered)
-            free(p);
-        else
-            answer(p, SK_E_UNAVAILABLE, "service unavailable: Redis unreachable", NULL);
+    /* one script per activity of this pass, each in that activity's slot, requests in arrival order */
+    sk_access_pending_t **rest = t->submit;
+    while (n > 0) {
+        int64_t aid = rest[0]->activity_id;
+        size_t m = 0, k = 0;
+        sk_access_pending_t *mine[SK_ACCESS_SUBMIT_MAX];
+        for (size_t i = 0; i < n; ++i) {
+            if (rest[i]->activity_id == aid)
+                mine[m++] = rest[i];
+            else
+                rest[k++] = rest[i];
+        }
+        n = k;
+        send_activity(t, mine, m);
     }
 }
 
@@ -548,7 +555,7 @@ send_settle(sk_access_thread_t *t, int64_t activity_id, int64_t deadline_redis_m
         return -1;
     snprintf(id, sizeof(id), "%s%" PRIu64, t->id_prefix, seq);
     snprintf(until, sizeof(until), "%" PRId64, sk_result_keep_until(deadline_redis_ms));
-    const char *argv[] = {"EVAL", settle_lua, "1", key, id, marker, until};
+    const char *argv[] = {"EVAL", sk_script_access_settle, "1", key, id, marker, until};
     size_t lens[7];
     for (size_t i = 0; i < 7; ++i)
         lens[i] = strlen(argv[i]);
@@ -638,8 +645,8 @@ on_cmd_connect(sk_redis_t *r, void *data)
 {
     sk_access_thread_t *t = data;
     /* loading ahead saves the NOSCRIPT round trip after a Redis restart */
-    t->a->api->redis_cmd(r, on_script_loaded, NULL, "SCRIPT LOAD %s", sk_access_queue_lua);
-    t->a->api->redis_cmd(r, on_script_loaded, NULL, "SCRIPT LOAD %s", sk_access_result_lua);
+    t->a->api->redis_cmd(r, on_script_loaded, NULL, "SCRIPT LOAD %s", sk_script_access_queue);
+    t->a->api->redis_cmd(r, on_script_loaded, NULL, "SCRIPT LOAD %s", sk_script_access_result);
     for (sk_access_pending_t *p = t->dl_head; p != NULL; p = p->dl_next)
         if (p->uncertain && !p->in_redis && !p->answered)
             settle(p, "1013 - 0");
@@ -661,7 +668,8 @@ sk_access_queue_init(sk_access_thread_t *t)
     if ((t->buckets = calloc(nb, sizeof(*t->buckets))) == NULL)
         return -1;
     t->mask = nb - 1;
-    snprintf(t->channel, sizeof(t->channel), "sk:reply:%s:%u", a->conf->node_id, t->index);
+    if (sk_key_reply(t->channel, sizeof(t->channel), a->conf->node_id, t->index) < 0)
+        return -1;
     snprintf(t->id_prefix, sizeof(t->id_prefix), "%s:%u:", a->conf->node_id, t->index);
     if ((t->timer = api->timer_new(t->thr, on_deadline, t)) == NULL ||
         (t->submit_timer = api->timer_new(t->thr, on_submit_timer, t)) == NULL ||

@@ -12,18 +12,6 @@
 
 #define MAX_WINS 100
 
-/* KEYS: 1 the nonce, 2 the activity's users (user_id -> "wins token expires_at token expires_at ...");
- * ARGV: 1 nonce ttl, 2 user_id. Returns 1003, or a list of "token expires_at" (at most 100). */
-const char sk_access_result_lua[] = "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 1003 end\n"
-                                    "local v = redis.call('HGET', KEYS[2], ARGV[2])\n"
-                                    "local out = {}\n"
-                                    "if not v then return out end\n"
-                                    "for tok, exp in string.gmatch(string.gsub(v, '^%d+', ''), '(%S+) (%S+)') do\n"
-                                    "  if #out == 100 then break end\n"
-                                    "  out[#out + 1] = tok .. ' ' .. exp\n"
-                                    "end\n"
-                                    "return out\n";
-
 struct st_wait_ref_t;
 
 typedef struct st_result_wait_t {
@@ -68,12 +56,13 @@ send_result(result_wait_t *w, int as_eval)
 {
     sk_access_t *a = w->t->a;
     char nonce_key[128], users_key[64], ttl[24], uid[24];
-    snprintf(nonce_key, sizeof(nonce_key), SK_ACCESS_NONCE_KEY, w->user_id, w->nance);
-    snprintf(users_key, sizeof(users_key), "sk:{a%" PRId64 "}:users", w->activity_id);
+    if (sk_key_nonce(nonce_key, sizeof(nonce_key), w->activity_id, w->user_id, w->nance) < 0 ||
+        sk_key_activity(users_key, sizeof(users_key), SK_KEY_USERS, w->activity_id) < 0)
+        return -1;
     snprintf(ttl, sizeof(ttl), "%" PRId64, w->ttl);
     snprintf(uid, sizeof(uid), "%" PRId64, w->user_id);
     const char *argv[] = {
-        as_eval ? "EVAL" : "EVALSHA", as_eval ? sk_access_result_lua : a->result_sha, "2", nonce_key, users_key, ttl, uid};
+        as_eval ? "EVAL" : "EVALSHA", as_eval ? sk_script_access_result : a->result_sha, "2", nonce_key, users_key, ttl, uid};
     size_t lens[7];
     for (size_t i = 0; i < 7; i++)
         lens[i] = strlen(argv[i]);

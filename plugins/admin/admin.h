@@ -13,6 +13,15 @@
 #include <stdint.h>
 #include "seckill/plugin.h"
 #include "sk_form.h"
+#include "sk_keys.h"
+#include "sk_scripts.h"
+
+/** A key of activity aid (common/sk_keys.h) in buf, for redis_cmd's "%s"; "" if it does not fit (never for 64 bytes). */
+static inline const char *
+sk_admin_key(char *buf, size_t cap, sk_key_id_t id, int64_t aid)
+{
+    return sk_key_activity(buf, cap, id, aid) < 0 ? "" : buf;
+}
 
 #define SK_ADMIN_NAME_MAX 128
 #define SK_ADMIN_TOTAL_MAX 1000000000LL

@@ -13,10 +13,6 @@
 #include <string.h>
 #include "admin.h"
 
-static const char total_script[] = "local sold = tonumber(redis.call('GET', KEYS[1]) or '0') "
-                                   "if sold > tonumber(ARGV[1]) then return sold end "
-                                   "redis.call('SET', KEYS[2], ARGV[1]) return -1";
-
 typedef struct st_act_job_t {
     sk_admin_ts_t *ts;
     sk_admin_reqref_t ref;
@@ -94,8 +90,10 @@ on_restored(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 static void
 restore_total(sk_admin_ts_t *ts, const sk_activity_t *old)
 {
-    if (ts->redis == NULL || ts->inst->api->redis_cmd(ts->redis, on_restored, ts, "SET sk:{a%lld}:total %lld",
-                                                      (long long)old->activity_id, (long long)old->total) != 0)
+    char key[64];
+    if (ts->redis == NULL ||
+        ts->inst->api->redis_cmd(ts->redis, on_restored, ts, "SET %s %lld",
+                                 sk_admin_key(key, sizeof(key), SK_KEY_TOTAL, old->activity_id), (long long)old->total) != 0)
         ts->totals_dirty = 1;
 }
 
@@ -147,9 +145,10 @@ create(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
         return;
     }
     act_job_t *job = calloc(1, sizeof(*job));
+    char key[64];
     if (job == NULL || ts->redis == NULL ||
-        inst->api->redis_cmd(ts->redis, on_create_total, job, "SET sk:{a%lld}:total %lld", (long long)a.activity_id,
-                             (long long)a.total) != 0) {
+        inst->api->redis_cmd(ts->redis, on_create_total, job, "SET %s %lld",
+                             sk_admin_key(key, sizeof(key), SK_KEY_TOTAL, a.activity_id), (long long)a.total) != 0) {
         free(job);
         ts->totals_dirty = 1;
         reply_synced(ts, req, a.activity_id, 1);
@@ -257,11 +256,11 @@ update(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
     }
     act_job_t *job = calloc(1, sizeof(*job));
     char sold_key[64], total_key[64], total[32];
-    snprintf(sold_key, sizeof(sold_key), "sk:{a%lld}:sold", (long long)id);
-    snprintf(total_key, sizeof(total_key), "sk:{a%lld}:total", (long long)id);
+    sk_admin_key(sold_key, sizeof(sold_key), SK_KEY_SOLD, id);
+    sk_admin_key(total_key, sizeof(total_key), SK_KEY_TOTAL, id);
     snprintf(total, sizeof(total), "%lld", (long long)a.total);
-    const char *argv[] = {"EVAL", total_script, "2", sold_key, total_key, total};
-    size_t lens[] = {4, sizeof(total_script) - 1, 1, strlen(sold_key), strlen(total_key), strlen(total)};
+    const char *argv[] = {"EVAL", sk_script_admin_total, "2", sold_key, total_key, total};
+    size_t lens[] = {4, sk_script_admin_total_len, 1, strlen(sold_key), strlen(total_key), strlen(total)};
     if (job == NULL || ts->redis == NULL || inst->api->redis_cmdargv(ts->redis, on_update_total, job, 0, 6, argv, lens) != 0) {
         free(job);
         sk_admin_reply(inst, req, SK_E_UNAVAILABLE, "redis: unavailable, cannot check total against sold", NULL);
@@ -296,12 +295,25 @@ static void delete (sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
 
 /* ---- list ---- */
 
-typedef struct st_list_job_t {
+typedef struct st_list_job_t list_job_t;
+
+/* One activity's MGET sold total: the two keys share its tag, so on a Redis Cluster each read is one slot (one MGET of
+ * every activity would be refused with CROSSSLOT). */
+typedef struct st_list_get_t {
+    list_job_t *job;
+    size_t i;
+} list_get_t;
+
+struct st_list_job_t {
     sk_admin_ts_t *ts;
     sk_admin_reqref_t ref;
     sk_activity_t *v;
     size_t n, cap;
-} list_job_t;
+    list_get_t *gets;
+    int64_t *sold, *total; /* per activity, from its MGET */
+    size_t outstanding;
+    int failed; /* a read failed: sold and left are reported unknown for all, as when Redis is down */
+};
 
 static int
 on_list_row(void *arg, const sk_activity_t *a)
@@ -328,7 +340,7 @@ reply_int(const redisReply *r, int64_t dflt)
 }
 
 static void
-list_reply(list_job_t *job, h2o_req_t *req, const redisReply *mget)
+list_reply(list_job_t *job, h2o_req_t *req, int have_redis)
 {
     sk_admin_ts_t *ts = job->ts;
     cJSON *arr = cJSON_CreateArray();
@@ -340,8 +352,8 @@ list_reply(list_job_t *job, h2o_req_t *req, const redisReply *mget)
             break;
         snprintf(key, sizeof(key), "activities/%lld", (long long)a->activity_id);
         cJSON_AddBoolToObject(o, "synced", sk_admin_store_sync_pending(ts->store, key) == 0);
-        if (mget != NULL) {
-            int64_t sold = reply_int(mget->element[2 * i], 0), total = reply_int(mget->element[2 * i + 1], -1);
+        if (have_redis) {
+            int64_t sold = job->sold[i], total = job->total[i];
             if (total < 0)
                 total = 0; /* not written yet: nothing can be sold */
             cJSON_AddNumberToObject(o, "sold", (double)sold);
@@ -353,27 +365,42 @@ list_reply(list_job_t *job, h2o_req_t *req, const redisReply *mget)
         }
         cJSON_AddItemToArray(arr, o);
     }
-    sk_admin_reply(ts->inst, req, SK_OK, mget != NULL ? "ok" : "ok (redis unavailable: sold and left unknown)", arr);
+    sk_admin_reply(ts->inst, req, SK_OK, have_redis ? "ok" : "ok (redis unavailable: sold and left unknown)", arr);
 }
 
 static void
 list_job_free(list_job_t *job)
 {
     free(job->v);
+    free(job->gets);
+    free(job->sold);
+    free(job->total);
     free(job);
+}
+
+static void
+list_finish(list_job_t *job)
+{
+    h2o_req_t *req = sk_admin_reqref_take(job->ts->inst, &job->ref);
+    if (req != NULL)
+        list_reply(job, req, !job->failed);
+    list_job_free(job);
 }
 
 static void
 on_list_mget(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
-    list_job_t *job = data;
+    list_get_t *g = data;
+    list_job_t *job = g->job;
     (void)r;
-    h2o_req_t *req = sk_admin_reqref_take(job->ts->inst, &job->ref);
-    if (req != NULL) {
-        int ok = err == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 * job->n;
-        list_reply(job, req, ok ? reply : NULL);
+    if (err == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+        job->sold[g->i] = reply_int(reply->element[0], 0);
+        job->total[g->i] = reply_int(reply->element[1], -1);
+    } else {
+        job->failed = 1;
     }
-    list_job_free(job);
+    if (--job->outstanding == 0)
+        list_finish(job);
 }
 
 static void
@@ -390,35 +417,31 @@ list(sk_admin_ts_t *ts, h2o_req_t *req)
         reply_store_error(ts, req);
         return;
     }
-    if (job->n == 0 || ts->redis == NULL) {
-        list_reply(job, req, NULL);
+    job->gets = calloc(job->n ? job->n : 1, sizeof(*job->gets));
+    job->sold = calloc(job->n ? job->n : 1, sizeof(*job->sold));
+    job->total = calloc(job->n ? job->n : 1, sizeof(*job->total));
+    if (job->n == 0 || ts->redis == NULL || job->gets == NULL || job->sold == NULL || job->total == NULL) {
+        list_reply(job, req, 0);
         list_job_free(job);
         return;
     }
-    size_t argc = 1 + 2 * job->n;
-    const char **argv = calloc(argc, sizeof(*argv));
-    size_t *lens = calloc(argc, sizeof(*lens));
-    char(*keys)[48] = calloc(2 * job->n, sizeof(*keys));
-    int rc = -1;
-    if (argv != NULL && lens != NULL && keys != NULL) {
-        argv[0] = "MGET", lens[0] = 4;
-        for (size_t i = 0; i < job->n; ++i) {
-            snprintf(keys[2 * i], sizeof(keys[0]), "sk:{a%lld}:sold", (long long)job->v[i].activity_id);
-            snprintf(keys[2 * i + 1], sizeof(keys[0]), "sk:{a%lld}:total", (long long)job->v[i].activity_id);
-        }
-        for (size_t i = 1; i < argc; ++i)
-            argv[i] = keys[i - 1], lens[i] = strlen(keys[i - 1]);
-        rc = ts->inst->api->redis_cmdargv(ts->redis, on_list_mget, job, 0, (int)argc, argv, lens);
-    }
-    free(argv);
-    free(lens);
-    free(keys);
-    if (rc != 0) {
-        list_reply(job, req, NULL);
-        list_job_free(job);
-        return;
-    }
+    /* one MGET per activity, all pipelined on the one connection: a round trip for the list, one slot per command */
     sk_admin_reqref_set(ts->inst, &job->ref, req);
+    job->outstanding = 1; /* held until every read is sent, so that no reply finishes the job meanwhile */
+    for (size_t i = 0; i < job->n && !job->failed; ++i) {
+        char sold[64], total[64];
+        sk_admin_key(sold, sizeof(sold), SK_KEY_SOLD, job->v[i].activity_id);
+        sk_admin_key(total, sizeof(total), SK_KEY_TOTAL, job->v[i].activity_id);
+        const char *argv[] = {"MGET", sold, total};
+        size_t lens[] = {4, strlen(sold), strlen(total)};
+        job->gets[i] = (list_get_t){job, i};
+        if (ts->inst->api->redis_cmdargv(ts->redis, on_list_mget, &job->gets[i], 0, 3, argv, lens) == 0)
+            job->outstanding++;
+        else
+            job->failed = 1;
+    }
+    if (--job->outstanding == 0)
+        list_finish(job);
 }
 
 /* ---- winners ---- */
@@ -491,9 +514,10 @@ winners(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
         return;
     }
     winners_job_t *job = calloc(1, sizeof(*job));
+    char key[64];
     if (job == NULL || ts->redis == NULL ||
-        inst->api->redis_cmd(ts->redis, on_winners, job, "LRANGE sk:{a%lld}:wins %lld %lld", (long long)id, (long long)offset,
-                             (long long)(offset + limit - 1)) != 0) {
+        inst->api->redis_cmd(ts->redis, on_winners, job, "LRANGE %s %lld %lld", sk_admin_key(key, sizeof(key), SK_KEY_WINS, id),
+                             (long long)offset, (long long)(offset + limit - 1)) != 0) {
         free(job);
         sk_admin_reply(inst, req, SK_E_UNAVAILABLE, "redis: unavailable", NULL);
         return;

@@ -14,12 +14,7 @@
 
 #define SCAN_COUNT "1000" /* fixed, so that the same cursor yields the same batch on the next page */
 #define SCAN_ROUNDS_MAX 64
-#define NOTICE_CHANNEL "sk:blacklist:notice"
-
-static const char add_script[] = "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
-                                 "redis.call('PUBLISH', ARGV[3], ARGV[4]) return 1";
-static const char remove_script[] = "local n = redis.call('HDEL', KEYS[1], ARGV[1]) "
-                                    "redis.call('PUBLISH', ARGV[2], ARGV[3]) return n";
+#define NOTICE_CHANNEL sk_key_const(SK_KEY_BLACKLIST_NOTICE)
 
 typedef struct st_bl_job_t {
     sk_admin_ts_t *ts;
@@ -116,16 +111,17 @@ change(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f, int is_add)
         return;
     }
     char key[32], notice[64];
-    snprintf(key, sizeof(key), "sk:blacklist:%s", job->type);
+    snprintf(key, sizeof(key), "%s", sk_key_blacklist(job->type) ? sk_key_blacklist(job->type) : "");
     snprintf(notice, sizeof(notice), "%s %s %s", is_add ? "add" : "remove", job->type, job->value);
     job->ts = ts;
     job->is_add = is_add;
     int rc = -1;
     if (ts->redis != NULL) {
         if (is_add) {
-            const char *argv[] = {"EVAL", add_script, "1", key, job->value, reason ? reason->value : "", NOTICE_CHANNEL, notice};
+            const char *argv[] = {
+                "EVAL", sk_script_admin_blacklist_add, "1", key, job->value, reason ? reason->value : "", NOTICE_CHANNEL, notice};
             size_t lens[] = {4,
-                             sizeof(add_script) - 1,
+                             sk_script_admin_blacklist_add_len,
                              1,
                              strlen(key),
                              strlen(job->value),
@@ -134,9 +130,14 @@ change(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f, int is_add)
                              strlen(notice)};
             rc = inst->api->redis_cmdargv(ts->redis, on_change, job, 0, 8, argv, lens);
         } else {
-            const char *argv[] = {"EVAL", remove_script, "1", key, job->value, NOTICE_CHANNEL, notice};
-            size_t lens[] = {
-                4, sizeof(remove_script) - 1, 1, strlen(key), strlen(job->value), strlen(NOTICE_CHANNEL), strlen(notice)};
+            const char *argv[] = {"EVAL", sk_script_admin_blacklist_remove, "1", key, job->value, NOTICE_CHANNEL, notice};
+            size_t lens[] = {4,
+                             sk_script_admin_blacklist_remove_len,
+                             1,
+                             strlen(key),
+                             strlen(job->value),
+                             strlen(NOTICE_CHANNEL),
+                             strlen(notice)};
             rc = inst->api->redis_cmdargv(ts->redis, on_change, job, 0, 7, argv, lens);
         }
     }
@@ -268,7 +269,7 @@ list(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
         goto fail;
     }
     snprintf(job->type, sizeof(job->type), "%s", t->value);
-    snprintf(job->key, sizeof(job->key), "sk:blacklist:%s", t->value);
+    snprintf(job->key, sizeof(job->key), "%s", sk_key_blacklist(t->value) ? sk_key_blacklist(t->value) : "");
     job->entries = cJSON_CreateArray();
     if (scan_next(job) != 0) {
         sk_admin_reply(inst, req, SK_E_UNAVAILABLE, "redis: unavailable", NULL);

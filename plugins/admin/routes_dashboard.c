@@ -263,10 +263,9 @@ sk_admin_route_dashboard(void *instp, void *tstate, h2o_req_t *req)
         job->nacts = 0;
     for (size_t i = 0; i < job->nacts; ++i) {
         job->sold[i] = job->total[i] = -1;
-        /* these two names mirror routes_activity.c's sold/left of /activity/list (the logic layer's keys) */
         char sold[48], total[48];
-        snprintf(sold, sizeof(sold), "sk:{a%lld}:sold", (long long)job->acts[i].activity_id);
-        snprintf(total, sizeof(total), "sk:{a%lld}:total", (long long)job->acts[i].activity_id);
+        sk_key_activity(sold, sizeof(sold), SK_KEY_SOLD, job->acts[i].activity_id);
+        sk_key_activity(total, sizeof(total), SK_KEY_TOTAL, job->acts[i].activity_id);
         const char *a1[] = {"GET", sold}, *a2[] = {"GET", total};
         send_cmd(job, 1, i, 2, a1);
         send_cmd(job, 2, i, 2, a2);

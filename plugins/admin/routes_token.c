@@ -23,19 +23,6 @@
 #define ACTIVITIES_MAX 64
 #define REDRIVE_AFTER_S 5
 
-/* KEYS[1]: the activity's tokens hash, token -> "user_id product_id activity_id issued_at expires_at[ order_id]";
- * ARGV: 1 user_id, 2 product_id, 3 order_id, 4 token */
-static const char consume_script[] =
-    "local v = redis.call('HGET', KEYS[1], ARGV[4]) "
-    "if not v then return {1002, 'missing'} end "
-    "local uid, pid, aid, iss, exp, oid = string.match(v, '^(%S+) (%S+) (%S+) (%S+) (%S+) ?(%S*)$') "
-    "if not uid then return {1002, 'missing'} end "
-    "if uid ~= ARGV[1] or pid ~= ARGV[2] then return {1002, 'mismatch'} end "
-    "if oid ~= '' then return {1014, oid, aid, iss, exp} end "
-    "if tonumber(exp) <= tonumber(redis.call('TIME')[1]) then return {1002, 'expired'} end "
-    "redis.call('HSET', KEYS[1], ARGV[4], v .. ' ' .. ARGV[3]) "
-    "return {0, ARGV[3], aid, iss, exp}";
-
 typedef struct st_call_t {
     struct st_call_t *next;
     sk_admin_reqref_t ref;
@@ -209,12 +196,12 @@ send_attempt(sk_admin_consume_t *e)
 {
     sk_admin_ts_t *ts = e->ts;
     char key[64], uid[24], pid[24], oid[24];
-    snprintf(key, sizeof(key), "sk:{a%lld}:tokens", (long long)e->ids[e->idx]);
+    sk_admin_key(key, sizeof(key), SK_KEY_TOKENS, e->ids[e->idx]);
     snprintf(uid, sizeof(uid), "%lld", (long long)e->user_id);
     snprintf(pid, sizeof(pid), "%lld", (long long)e->product_id);
     snprintf(oid, sizeof(oid), "%lld", (long long)e->order_id);
-    const char *argv[] = {"EVAL", consume_script, "1", key, uid, pid, oid, e->token};
-    size_t lens[] = {4, sizeof(consume_script) - 1, 1, strlen(key), strlen(uid), strlen(pid), strlen(oid), strlen(e->token)};
+    const char *argv[] = {"EVAL", sk_script_admin_token_consume, "1", key, uid, pid, oid, e->token};
+    size_t lens[] = {4, sk_script_admin_token_consume_len, 1, strlen(key), strlen(uid), strlen(pid), strlen(oid), strlen(e->token)};
     if (ts->redis == NULL || ts->inst->api->redis_cmdargv(ts->redis, on_consume, e, 0, 8, argv, lens) != 0)
         finish(e, SK_E_UNAVAILABLE, "redis: unavailable", NULL);
 }

@@ -252,8 +252,9 @@ static int
 on_total_row(void *arg, const sk_activity_t *a)
 {
     sk_admin_ts_t *ts = arg;
-    if (ts->inst->api->redis_cmd(ts->redis, on_total_set, ts, "SET sk:{a%lld}:total %lld", (long long)a->activity_id,
-                                 (long long)a->total) != 0) {
+    char key[64];
+    if (ts->inst->api->redis_cmd(ts->redis, on_total_set, ts, "SET %s %lld",
+                                 sk_admin_key(key, sizeof(key), SK_KEY_TOTAL, a->activity_id), (long long)a->total) != 0) {
         ts->totals_dirty = 1;
         return 1;
     }

@@ -1,6 +1,7 @@
 /*
- * A logic WORKER thread: SK_LOGIC_LANES consumers ("lanes"), each with its own Redis connection on the thread's libev loop,
- * reading the queue in batches.
+ * A lane: one consumer of one activity's stream, with its own Redis connection on its WORKER thread's libev loop,
+ * reading in batches (worker.c runs SK_LOGIC_LANES lanes per live activity; lane.h has the types; wait.c holds wins
+ * for redis.wait_replicas).
  *
  * A read (XREADGROUP, or XAUTOCLAIM of entries a dead consumer left pending) returns up to 64 entries; the policies run
  * here for each, then one EVALSHA per activity of the batch decides all of that activity's entries, in stream order,
@@ -19,75 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "logic.h"
-
-/* SLOT_RESULT: decided here, to publish and ack; SLOT_DONE: the script stored and published it, to ack */
-enum { SLOT_WAIT, SLOT_RESULT, SLOT_DONE, SLOT_ACK, SLOT_LEAVE };
-
-typedef struct st_sk_logic_batch_t sk_logic_batch_t;
-typedef struct st_lane_t lane_t;
-
-struct st_sk_logic_worker_t {
-    lane_t *lanes[SK_LOGIC_LANES];
-    unsigned nready; /* lanes ready: the worker counts as ready while one is */
-};
-
-typedef struct st_sk_logic_slot_t {
-    sk_logic_entry_t e;
-    sk_logic_pre_t pre;
-    sk_activity_t act; /* a copy: the snapshot pointer does not outlive this loop pass, and NOSCRIPT rebuilds the call */
-    int has_act;
-    int state;
-    sk_logic_result_t res;
-} sk_logic_slot_t;
-
-/* One EVALSHA: the waiting entries of one activity, b->order[first .. first + n) */
-typedef struct st_call_t {
-    sk_logic_batch_t *b;
-    unsigned first, n;
-    int retried;
-} call_t;
-
-struct st_sk_logic_batch_t {
-    lane_t *w;
-    int used;
-    int reload_sent;
-    size_t n, outstanding, ncalls;
-    sk_logic_slot_t slots[SK_LOGIC_BATCH];
-    unsigned order[SK_LOGIC_BATCH];
-    call_t calls[SK_LOGIC_BATCH];
-};
-
-#define SOLD_CACHE 16
-
-/* One consumer: its own connection, reads and batches. A worker thread runs SK_LOGIC_LANES of them, so that while one
- * lane's next read waits behind its scripts, another lane's read takes what access queued meanwhile: each Redis pass
- * then hands entries to some lane, instead of every other pass. */
-struct st_lane_t {
-    sk_logic_t *L;
-    sk_logic_worker_t *worker;
-    const sk_host_api_t *api;
-    sk_thread_t *thr;
-    sk_redis_t *redis;
-    sk_timer_t *timer;
-    char consumer[160];
-    int ready;         /* the group and the script are set up on the current connection */
-    int setup_pending; /* SCRIPT LOAD / XGROUP CREATE in flight */
-    int reading;       /* a read in flight (one at a time) */
-    unsigned nbatches; /* batches in flight */
-    int busy;          /* reading || nbatches: what inflight() counts */
-    int disposing;
-    int drained; /* stopping and nothing more to read */
-    uint64_t last_claim_ms;
-    char claim_cursor[48];
-    int64_t last_log_ms;
-    unsigned suppressed;
-    struct {
-        int64_t aid, sold;
-    } sold_cache[SOLD_CACHE];
-    sk_logic_batch_t batches[SK_LOGIC_PIPELINE];
-    sk_logic_call_t call; /* scratch: hiredis copies a command as it is sent */
-};
+#include "lane.h"
 
 static void pump(lane_t *w);
 
@@ -97,30 +30,6 @@ sk_logic_mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Errors repeat per entry when Redis misbehaves; one line a second is enough to see it. */
-static void __attribute__((format(printf, 3, 4))) wlog(lane_t *w, int level, const char *fmt, ...)
-{
-    int64_t now = sk_logic_mono_ms();
-    if (level >= SK_LOG_WARN && now - w->last_log_ms < 1000) {
-        w->suppressed++;
-        return;
-    }
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (level >= SK_LOG_WARN) {
-        w->last_log_ms = now;
-        if (w->suppressed > 0) {
-            w->api->log(w->L->self, level, "%s: %s (%u similar suppressed)", w->consumer, buf, w->suppressed);
-            w->suppressed = 0;
-            return;
-        }
-    }
-    w->api->log(w->L->self, level, "%s: %s", w->consumer, buf);
 }
 
 static void
@@ -139,8 +48,7 @@ set_ready(lane_t *w, int v)
     if (w->ready == v)
         return;
     w->ready = v;
-    if (v ? w->worker->nready++ == 0 : --w->worker->nready == 0)
-        atomic_fetch_add(&w->L->ready_workers, v ? 1 : -1);
+    sk_logic_worker_lane_ready(w->worker, v ? 1 : -1);
 }
 
 static int
@@ -177,7 +85,7 @@ on_group(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     if (w->disposing)
         return;
     if (err != NULL || (reply->type == REDIS_REPLY_ERROR && !err_is(reply, "BUSYGROUP"))) {
-        wlog(w, SK_LOG_WARN, "XGROUP CREATE failed: %s", err != NULL ? err : reply->str);
+        sk_logic_wlog(w, SK_LOG_WARN, "XGROUP CREATE failed: %s", err != NULL ? err : reply->str);
         w->api->timer_start(w->timer, 200);
         return;
     }
@@ -193,16 +101,19 @@ on_script_loaded(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     if (w->disposing)
         return;
     if (err != NULL || reply->type != REDIS_REPLY_STRING)
-        wlog(w, SK_LOG_WARN, "SCRIPT LOAD failed: %s", err != NULL ? err : reply->type == REDIS_REPLY_ERROR ? reply->str : "?");
+        sk_logic_wlog(w, SK_LOG_WARN, "SCRIPT LOAD failed: %s",
+                      err != NULL                        ? err
+                      : reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                         : "?");
     else if (strcmp(reply->str, w->L->sha) != 0)
-        wlog(w, SK_LOG_ERROR, "SCRIPT LOAD answered sha %s, expected %s", reply->str, w->L->sha);
+        sk_logic_wlog(w, SK_LOG_ERROR, "SCRIPT LOAD answered sha %s, expected %s", reply->str, w->L->sha);
 }
 
 static int
 send_script_load(lane_t *w)
 {
-    const char *argv[] = {"SCRIPT", "LOAD", sk_logic_stock_lua};
-    size_t argvlen[] = {6, 4, strlen(sk_logic_stock_lua)};
+    const char *argv[] = {"SCRIPT", "LOAD", sk_script_logic_stock};
+    size_t argvlen[] = {6, 4, sk_script_logic_stock_len};
     return w->api->redis_cmdargv(w->redis, on_script_loaded, w, 0, 3, argv, argvlen);
 }
 
@@ -216,7 +127,7 @@ setup(lane_t *w)
     if (send_script_load(w) != 0)
         return;
     /* "0", not "$": entries queued before the first logic node came up are still answered (or expire) */
-    const char *argv[] = {"XGROUP", "CREATE", SK_LOGIC_STREAM, SK_LOGIC_GROUP, "0", "MKSTREAM"};
+    const char *argv[] = {"XGROUP", "CREATE", w->stream, SK_LOGIC_GROUP, "0", "MKSTREAM"};
     size_t argvlen[6];
     for (int i = 0; i < 6; ++i)
         argvlen[i] = strlen(argv[i]);
@@ -299,7 +210,6 @@ prepare(lane_t *w, sk_logic_slot_t *s, const sk_snapshot_t *snap)
     s->pre.allow = 1;
 }
 
-static void finish_batch(sk_logic_batch_t *b);
 static void on_call(sk_redis_t *r, redisReply *reply, const char *err, void *data);
 
 static void
@@ -326,7 +236,8 @@ send_call(lane_t *w, call_t *c)
         if (s->has_act)
             act = &s->act;
     }
-    if (sk_logic_call_build(&w->call, w->L->sha, act, e, pre, c->n) != 0) {
+    if (sk_logic_call_build(&w->call, w->L->sha, act, e, pre, c->n) != 0 ||
+        (w->L->conf->redis_wait_replicas > 0 && sk_logic_call_hold(&w->call) != 0)) {
         call_set_state(c, SLOT_RESULT, SK_E_UNAVAILABLE);
         return -1;
     }
@@ -380,7 +291,7 @@ on_call(sk_redis_t *r, redisReply *reply, const char *err, void *data)
             call_set_state(c, SLOT_LEAVE, 0);
         } else {
             atomic_fetch_add(&w->L->stats.script_errors, 1);
-            wlog(w, SK_LOG_ERROR, "stock script failed for %u entries: %s", c->n, reply->str);
+            sk_logic_wlog(w, SK_LOG_ERROR, "stock script failed for %u entries: %s", c->n, reply->str);
             call_set_state(c, SLOT_RESULT, SK_E_UNAVAILABLE);
         }
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == (size_t)c->n + 1) {
@@ -391,7 +302,7 @@ on_call(sk_redis_t *r, redisReply *reply, const char *err, void *data)
                 s->state = SLOT_DONE;
             } else {
                 atomic_fetch_add(&w->L->stats.script_errors, 1);
-                wlog(w, SK_LOG_ERROR, "stock script gave an unexpected result for %s", s->e.id);
+                sk_logic_wlog(w, SK_LOG_ERROR, "stock script gave an unexpected result for %s", s->e.id);
                 sk_logic_result_set(&s->res, SK_E_UNAVAILABLE);
                 s->state = SLOT_RESULT;
             }
@@ -399,13 +310,15 @@ on_call(sk_redis_t *r, redisReply *reply, const char *err, void *data)
         const redisReply *sold = reply->element[c->n];
         if (sold->type == REDIS_REPLY_INTEGER && sold->integer >= 0 && c->n > 0)
             cache_sold(w, b->slots[b->order[c->first]].e.aid, sold->integer);
+        if (sk_logic_hold_wins(w, c))
+            return; /* on_wait finishes the call */
     } else {
         atomic_fetch_add(&w->L->stats.script_errors, 1);
-        wlog(w, SK_LOG_ERROR, "stock script gave an unexpected reply for %u entries", c->n);
+        sk_logic_wlog(w, SK_LOG_ERROR, "stock script gave an unexpected reply for %u entries", c->n);
         call_set_state(c, SLOT_RESULT, SK_E_UNAVAILABLE);
     }
     if (--b->outstanding == 0)
-        finish_batch(b);
+        sk_logic_finish_batch(b);
 }
 
 /* ---- batches ---- */
@@ -452,15 +365,15 @@ publish_results(lane_t *w, sk_logic_batch_t *b)
     free(msg);
 }
 
-static void
-finish_batch(sk_logic_batch_t *b)
+void
+sk_logic_finish_batch(sk_logic_batch_t *b)
 {
     lane_t *w = b->w;
     const char *argv[3 + SK_LOGIC_BATCH];
     size_t argvlen[3 + SK_LOGIC_BATCH];
     int argc = 3;
     argv[0] = "XACK";
-    argv[1] = SK_LOGIC_STREAM;
+    argv[1] = w->stream;
     argv[2] = SK_LOGIC_GROUP;
     for (int i = 0; i < 3; ++i)
         argvlen[i] = strlen(argv[i]);
@@ -471,7 +384,7 @@ finish_batch(sk_logic_batch_t *b)
             atomic_fetch_add(&w->L->stats.left_pending, 1);
             continue;
         }
-        if (s->state == SLOT_DONE || s->state == SLOT_RESULT)
+        if (s->state == SLOT_DONE || s->state == SLOT_RESULT || s->state == SLOT_HELD)
             atomic_fetch_add(&w->L->stats.decisions[sk_logic_code_index(s->res.code)], 1);
         argv[argc] = s->e.sid;
         argvlen[argc] = strlen(s->e.sid);
@@ -527,7 +440,7 @@ run_batch(sk_logic_batch_t *b)
     for (size_t i = 0; i < b->ncalls; ++i)
         send_call(w, &b->calls[i]);
     if (--b->outstanding == 0)
-        finish_batch(b);
+        sk_logic_finish_batch(b);
 }
 
 /* Takes a free batch (pump() reads only when there is one) and runs the entries, an array of [id, [field, value, ...]].
@@ -541,7 +454,7 @@ load_entries(lane_t *w, const redisReply *entries)
         if (!w->batches[i].used)
             b = &w->batches[i];
     if (b == NULL) { /* cannot happen; the entries stay pending and are reclaimed */
-        wlog(w, SK_LOG_ERROR, "no free batch");
+        sk_logic_wlog(w, SK_LOG_ERROR, "no free batch");
         return;
     }
     b->used = 1;
@@ -580,7 +493,7 @@ load_entries(lane_t *w, const redisReply *entries)
             s->state = SLOT_ACK;
             continue;
         }
-        wlog(w, SK_LOG_WARN, "malformed queue entry %s: %s", s->e.sid, err);
+        sk_logic_wlog(w, SK_LOG_WARN, "malformed queue entry %s: %s", s->e.sid, err);
         if (s->e.id[0] != '\0') {
             sk_logic_result_set(&s->res, SK_E_UNAVAILABLE);
             s->state = SLOT_RESULT;
@@ -598,7 +511,7 @@ read_failed(lane_t *w, redisReply *reply, const char *err, const char *what)
     if (err == NULL && reply->type != REDIS_REPLY_ERROR)
         return 0;
     atomic_fetch_add(&w->L->stats.redis_errors, 1);
-    wlog(w, SK_LOG_WARN, "%s failed: %s", what, err != NULL ? err : reply->str);
+    sk_logic_wlog(w, SK_LOG_WARN, "%s failed: %s", what, err != NULL ? err : reply->str);
     /* the group or the stream went away (FLUSHALL, a Redis without its AOF): set them up again */
     if (err == NULL && err_is(reply, "NOGROUP"))
         set_ready(w, 0);
@@ -649,7 +562,7 @@ on_claim(sk_redis_t *r, redisReply *reply, const char *err, void *data)
         const redisReply *entries = reply->element[1];
         if (entries->elements > 0) {
             atomic_fetch_add(&w->L->stats.claimed, entries->elements);
-            wlog(w, SK_LOG_INFO, "reclaimed %zu pending entries", entries->elements);
+            sk_logic_wlog(w, SK_LOG_INFO, "reclaimed %zu pending entries", entries->elements);
             load_entries(w, entries);
         }
     }
@@ -661,8 +574,8 @@ on_claim(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 static int
 send_read(lane_t *w)
 {
-    const char *argv[] = {"XREADGROUP",        "GROUP",   SK_LOGIC_GROUP,  w->consumer, "COUNT", SK_LOGIC_BATCH_S, "BLOCK",
-                          SK_LOGIC_BLOCK_MS_S, "STREAMS", SK_LOGIC_STREAM, ">"};
+    const char *argv[] = {"XREADGROUP",        "GROUP",   SK_LOGIC_GROUP, w->consumer, "COUNT", SK_LOGIC_BATCH_S, "BLOCK",
+                          SK_LOGIC_BLOCK_MS_S, "STREAMS", w->stream,      ">"};
     size_t argvlen[11];
     for (int i = 0; i < 11; ++i)
         argvlen[i] = strlen(argv[i]);
@@ -700,7 +613,7 @@ pump(lane_t *w)
     int rc;
     if (!stopping && now - w->last_claim_ms >= SK_LOGIC_CLAIM_EVERY_MS) {
         w->last_claim_ms = now;
-        const char *argv[] = {"XAUTOCLAIM", SK_LOGIC_STREAM, SK_LOGIC_GROUP, w->consumer, "1000", w->claim_cursor, "COUNT", "64"};
+        const char *argv[] = {"XAUTOCLAIM", w->stream, SK_LOGIC_GROUP, w->consumer, "1000", w->claim_cursor, "COUNT", "64"};
         size_t argvlen[8];
         for (int i = 0; i < 8; ++i)
             argvlen[i] = strlen(argv[i]);
@@ -718,8 +631,8 @@ pump(lane_t *w)
     update_busy(w);
 }
 
-static lane_t *
-lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, unsigned index)
+lane_t *
+sk_logic_lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, int64_t aid, unsigned index)
 {
     lane_t *w = calloc(1, sizeof(*w));
     if (w == NULL)
@@ -728,12 +641,16 @@ lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, unsigned in
     w->worker = worker;
     w->api = L->api;
     w->thr = thr;
+    w->aid = aid;
+    if (sk_key_activity(w->stream, sizeof(w->stream), SK_KEY_QUEUE, aid) < 0 ||
+        sk_key_activity(w->route, sizeof(w->route), SK_KEY_SOLD, aid) < 0) {
+        free(w);
+        return NULL;
+    }
     for (unsigned i = 0; i < SK_LOGIC_PIPELINE; ++i)
         w->batches[i].w = w;
-    if (index == 0)
-        snprintf(w->consumer, sizeof(w->consumer), "%s-%u", L->conf->node_id, L->api->thread_index(thr));
-    else
-        snprintf(w->consumer, sizeof(w->consumer), "%s-%u.%u", L->conf->node_id, L->api->thread_index(thr), index);
+    /* unique per node, thread, activity and lane: a consumer's pending entries are its own */
+    snprintf(w->consumer, sizeof(w->consumer), "%s-%u.a%" PRId64 ".%u", L->conf->node_id, L->api->thread_index(thr), aid, index);
     strcpy(w->claim_cursor, "0-0");
     w->timer = L->api->timer_new(thr, on_timer, w);
     w->redis = L->api->redis_new(L->self, thr);
@@ -751,8 +668,14 @@ lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, unsigned in
     return w;
 }
 
-static void
-lane_free(lane_t *w)
+int64_t
+sk_logic_lane_aid(const lane_t *w)
+{
+    return w->aid;
+}
+
+void
+sk_logic_lane_free(lane_t *w)
 {
     if (w == NULL)
         return;
@@ -765,28 +688,4 @@ lane_free(lane_t *w)
     w->nbatches = 0;
     update_busy(w);
     free(w);
-}
-
-sk_logic_worker_t *
-sk_logic_worker_new(sk_logic_t *L, sk_thread_t *thr)
-{
-    sk_logic_worker_t *wk = calloc(1, sizeof(*wk));
-    if (wk == NULL)
-        return NULL;
-    for (unsigned i = 0; i < SK_LOGIC_LANES; ++i)
-        if ((wk->lanes[i] = lane_new(L, thr, wk, i)) == NULL) {
-            sk_logic_worker_free(wk);
-            return NULL;
-        }
-    return wk;
-}
-
-void
-sk_logic_worker_free(sk_logic_worker_t *wk)
-{
-    if (wk == NULL)
-        return;
-    for (unsigned i = 0; i < SK_LOGIC_LANES; ++i)
-        lane_free(wk->lanes[i]);
-    free(wk);
 }

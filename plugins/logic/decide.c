@@ -46,6 +46,14 @@ static int __attribute__((format(printf, 2, 3))) put(sk_logic_call_t *c, const c
 }
 
 int
+sk_logic_call_hold(sk_logic_call_t *c)
+{
+    if ((size_t)c->argc >= SK_LOGIC_CALL_ARGC)
+        return -1;
+    return put(c, "1");
+}
+
+int
 sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_activity_t *act, const sk_logic_entry_t *const *e,
                     const sk_logic_pre_t *const *pre, size_t n)
 {
@@ -62,11 +70,13 @@ sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_activity_t *ac
     rc |= put(c, "%s", sha);
     rc |= put(c, "%zu", SK_LOGIC_CALL_NKEYS + n);
     /* every key carries the activity's hash tag, so the step stays atomic on a Redis Cluster */
-    rc |= put(c, "sk:{a%" PRId64 "}:total", a);
-    rc |= put(c, "sk:{a%" PRId64 "}:sold", a);
-    rc |= put(c, "sk:{a%" PRId64 "}:users", a);
-    rc |= put(c, "sk:{a%" PRId64 "}:tokens", a);
-    rc |= put(c, "sk:{a%" PRId64 "}:wins", a);
+    static const sk_key_id_t keys[] = {SK_KEY_TOTAL, SK_KEY_SOLD, SK_KEY_USERS, SK_KEY_TOKENS, SK_KEY_WINS};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && rc == 0; ++i) {
+        char key[96];
+        if (sk_key_activity(key, sizeof(key), keys[i], a) < 0)
+            return -1;
+        rc |= put(c, "%s", key);
+    }
     for (size_t i = 0; i < n && rc == 0; ++i) {
         char key[96];
         if (sk_result_key(key, sizeof(key), a, e[i]->deadline) < 0)
@@ -78,7 +88,10 @@ sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_activity_t *ac
     rc |= put(c, "%" PRId64, act != NULL ? act->buy_limit : 0);
     rc |= put(c, "%" PRId64, act != NULL ? act->speed : 0);
     rc |= put(c, "%" PRId64, act != NULL ? act->total : 0);
-    rc |= put(c, "sk:{a%" PRId64 "}:sec:", a);
+    char sec[96];
+    if (sk_key_activity(sec, sizeof(sec), SK_KEY_SEC_PREFIX, a) < 0)
+        return -1;
+    rc |= put(c, "%s", sec);
     for (size_t i = 0; i < n && rc == 0; ++i) {
         const sk_logic_pre_t *p = pre[i];
         int allow = p->code == 0 && p->allow;

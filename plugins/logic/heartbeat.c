@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "logic.h"
 
 struct st_sk_logic_hb_t {
@@ -19,7 +20,10 @@ struct st_sk_logic_hb_t {
     sk_timer_t *timer;
     unsigned ticks;
     int left;
-    int hb_inflight, trim_inflight;
+    int hb_inflight;
+    unsigned trim_outstanding; /* one trim script per live stream, summed into the stats when all are back */
+    int trim_failed;
+    long long sum_pending, sum_lag, sum_xlen;
 };
 
 static void
@@ -36,26 +40,67 @@ on_heartbeat(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     atomic_store(&hb->L->stats.heartbeat_redis_ms, reply->integer);
 }
 
+static int eval(sk_logic_hb_t *hb, const char *script, sk_redis_cb cb, const char *key, const char *a1, const char *a2);
+
+static void
+trim_done_one(sk_logic_hb_t *hb)
+{
+    if (--hb->trim_outstanding != 0)
+        return;
+    sk_logic_stats_t *st = &hb->L->stats;
+    atomic_store(&st->pending, hb->trim_failed ? -1 : hb->sum_pending);
+    atomic_store(&st->lag, hb->trim_failed ? -1 : hb->sum_lag);
+    atomic_store(&st->xlen, hb->trim_failed ? -1 : hb->sum_xlen);
+}
+
 static void
 on_trim(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     (void)r;
     sk_logic_hb_t *hb = data;
-    hb->trim_inflight = 0;
     sk_logic_stats_t *st = &hb->L->stats;
-    if (err != NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 4) {
+    int ok = err == NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 4;
+    for (size_t i = 0; ok && i < 4; ++i)
+        ok = reply->element[i]->type == REDIS_REPLY_INTEGER;
+    if (!ok) {
         atomic_fetch_add(&st->redis_errors, 1);
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
             hb->api->log(hb->L->self, SK_LOG_WARN, "queue upkeep failed: %s", reply->str);
-        return;
+        hb->trim_failed = 1;
+    } else {
+        /* -1 (unknown, e.g. no group yet) counts as 0 in the sums */
+        hb->sum_pending += reply->element[0]->integer > 0 ? reply->element[0]->integer : 0;
+        hb->sum_lag += reply->element[1]->integer > 0 ? reply->element[1]->integer : 0;
+        hb->sum_xlen += reply->element[2]->integer > 0 ? reply->element[2]->integer : 0;
+        atomic_fetch_add(&st->trimmed, reply->element[3]->integer);
     }
-    for (size_t i = 0; i < 4; ++i)
-        if (reply->element[i]->type != REDIS_REPLY_INTEGER)
-            return;
-    atomic_store(&st->pending, reply->element[0]->integer);
-    atomic_store(&st->lag, reply->element[1]->integer);
-    atomic_store(&st->xlen, reply->element[2]->integer);
-    atomic_fetch_add(&st->trimmed, reply->element[3]->integer);
+    trim_done_one(hb);
+}
+
+/* One trim script per live activity's stream (each in that activity's slot), at most SK_LOGIC_MAX_STREAMS. */
+static void
+send_trims(sk_logic_hb_t *hb)
+{
+    const sk_snapshot_t *snap = hb->api->snapshot(hb->thr);
+    int64_t now = (int64_t)time(NULL);
+    hb->trim_outstanding = 1; /* held while sending, so an inline failure cannot finish early */
+    hb->trim_failed = 0;
+    hb->sum_pending = hb->sum_lag = hb->sum_xlen = 0;
+    unsigned sent = 0;
+    for (size_t i = 0; i < snap->nactivities && sent < SK_LOGIC_MAX_STREAMS; ++i) {
+        if (!sk_logic_stream_live(&snap->activities[i], now))
+            continue;
+        char stream[64];
+        if (sk_key_activity(stream, sizeof(stream), SK_KEY_QUEUE, snap->activities[i].activity_id) < 0)
+            continue;
+        hb->trim_outstanding++;
+        sent++;
+        if (eval(hb, sk_script_logic_trim, on_trim, stream, SK_LOGIC_GROUP, NULL) != 0) {
+            hb->trim_failed = 1;
+            hb->trim_outstanding--;
+        }
+    }
+    trim_done_one(hb);
 }
 
 static void
@@ -89,13 +134,12 @@ on_tick(sk_timer_t *t, void *data)
         if (!hb->hb_inflight && atomic_load(&L->ready_workers) > 0 && hb->api->snapshot(hb->thr)->revision > 0) {
             char stale[24];
             snprintf(stale, sizeof(stale), "%d", SK_LOGIC_STALE_MS);
-            if (eval(hb, sk_logic_heartbeat_lua, on_heartbeat, SK_LOGIC_ALIVE, L->conf->node_id, stale) == 0)
+            if (eval(hb, sk_script_logic_heartbeat, on_heartbeat, SK_LOGIC_ALIVE, L->conf->node_id, stale) == 0)
                 hb->hb_inflight = 1;
         }
         /* once a second is plenty: access bounds the stream length, this only returns the memory */
-        if (hb->ticks % 2 == 0 && !hb->trim_inflight &&
-            eval(hb, sk_logic_trim_lua, on_trim, SK_LOGIC_STREAM, SK_LOGIC_GROUP, NULL) == 0)
-            hb->trim_inflight = 1;
+        if (hb->ticks % 2 == 0 && hb->trim_outstanding == 0)
+            send_trims(hb);
     }
     hb->api->timer_start(t, SK_LOGIC_HEARTBEAT_MS);
 }

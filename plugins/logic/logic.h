@@ -12,10 +12,12 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include "seckill/plugin.h"
+#include "sk_keys.h"
+#include "sk_scripts.h"
 
-#define SK_LOGIC_STREAM "sk:queue"
+/* key names: common/sk_keys.h; each activity has its own stream (SK_KEY_QUEUE) */
 #define SK_LOGIC_GROUP "logic"
-#define SK_LOGIC_ALIVE "sk:logic:alive"
+#define SK_LOGIC_ALIVE sk_key_const(SK_KEY_LOGIC_ALIVE)
 #define SK_LOGIC_BATCH 64
 #define SK_LOGIC_BATCH_S "64"
 #define SK_LOGIC_PIPELINE 4 /* batches in flight per lane */
@@ -23,6 +25,10 @@
 #define SK_LOGIC_BLOCK_MS 100
 #define SK_LOGIC_BLOCK_MS_S "100"
 #define SK_LOGIC_CLAIM_IDLE_MS 1000
+#define SK_LOGIC_WAIT_MS 100 /* one WAIT's own timeout (redis.wait_replicas) */
+#define SK_LOGIC_WAIT_MS_S "100"
+#define SK_LOGIC_MAX_STREAMS 256 /* live activities one worker reads */
+#define SK_LOGIC_DRAIN_S 60      /* an activity's stream is still read this long after its end_time */
 #define SK_LOGIC_CLAIM_EVERY_MS 500
 #define SK_LOGIC_HEARTBEAT_MS 500
 #define SK_LOGIC_STALE_MS 60000 /* heartbeat members older than this are removed */
@@ -81,7 +87,7 @@ typedef struct st_sk_logic_pre_t {
 #define SK_LOGIC_CALL_NKEYS 5       /* before the per-entry result buckets */
 #define SK_LOGIC_CALL_NARGS 6       /* before the per-entry arguments */
 #define SK_LOGIC_CALL_ENTRY_ARGS 10 /* per entry */
-#define SK_LOGIC_CALL_ARGC (3 + SK_LOGIC_CALL_NKEYS + SK_LOGIC_CALL_NARGS + SK_LOGIC_BATCH * (1 + SK_LOGIC_CALL_ENTRY_ARGS))
+#define SK_LOGIC_CALL_ARGC (3 + SK_LOGIC_CALL_NKEYS + SK_LOGIC_CALL_NARGS + SK_LOGIC_BATCH * (1 + SK_LOGIC_CALL_ENTRY_ARGS) + 1)
 
 /** The argv of one EVALSHA of the stock script for up to SK_LOGIC_BATCH entries of one activity, with its own
  * storage (about 60 KiB: keep one per consumer, not on a stack). */
@@ -99,16 +105,13 @@ typedef struct st_sk_logic_call_t {
 int sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_activity_t *act, const sk_logic_entry_t *const *e,
                         const sk_logic_pre_t *const *pre, size_t n);
 
+/** Appends the hold flag to a built call (redis.wait_replicas > 0): the script then publishes no win, and the caller
+ * tells the wins after WAIT. 0 or -1. */
+int sk_logic_call_hold(sk_logic_call_t *c);
+
 /* ---- stock_script.c ---- */
 
-/** The atomic step for a batch of one activity's entries (Redis Lua 5.1). PUBLISHes "<id> <result>" lines, one
- * message per reply channel, and returns {result_1, ..., result_n, sold} (sold -1 when the step did not read it). */
-extern const char sk_logic_stock_lua[];
-/** Heartbeat: ZADD the node with Redis-clock ms, drop members older than ARGV[2] ms. Returns the Redis ms. */
-extern const char sk_logic_heartbeat_lua[];
-/** Queue upkeep: XTRIM MINID below the oldest pending (or last delivered) entry. Returns {pending, lag, xlen,
- * trimmed}; -1 for what is unknown. */
-extern const char sk_logic_trim_lua[];
+/* The scripts are redis/logic_stock.lua, logic_heartbeat.lua and logic_trim.lua (sk_scripts.h). */
 /** Lower-case hex SHA1 of a script, as SCRIPT LOAD would answer. out needs 41 bytes. */
 void sk_logic_script_sha(const char *script, char *out);
 
@@ -133,6 +136,8 @@ typedef struct st_sk_logic_stats_t {
     atomic_llong pending, lag, xlen, trimmed; /* from the control thread; -1 unknown */
     atomic_llong heartbeat_redis_ms;          /* last heartbeat, Redis clock */
     atomic_ullong heartbeats, heartbeat_errors;
+    atomic_ullong wait_short; /* WAIT answers with fewer replicas than redis.wait_replicas */
+    atomic_llong streams;     /* live activity streams, summed over workers */
 } sk_logic_stats_t;
 
 typedef struct st_sk_logic_hb_t sk_logic_hb_t;
@@ -142,7 +147,7 @@ typedef struct st_sk_logic_t {
     sk_plugin_t *self;
     const sk_config_t *conf;
     unsigned nworkers;
-    char sha[41]; /* of sk_logic_stock_lua */
+    char sha[41]; /* of redis/logic_stock.lua */
     atomic_int stopping;
     int64_t stop_deadline_ms; /* monotonic; set before `stopping` */
     atomic_int busy;          /* workers with a read or a batch in flight */
@@ -156,10 +161,23 @@ int64_t sk_logic_mono_ms(void);
 /** Index into stats.decisions for a result code. */
 int sk_logic_code_index(int code);
 
-/* ---- consumer.c: WORKER threads ---- */
+/* ---- consumer.c: one lane, a consumer of one activity's stream ---- */
 typedef struct st_sk_logic_worker_t sk_logic_worker_t;
+typedef struct st_sk_logic_lane_t sk_logic_lane_t;
+/** On a WORKER thread: starts lane `index` of activity aid (its own connection). NULL on failure. */
+sk_logic_lane_t *sk_logic_lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, int64_t aid, unsigned index);
+void sk_logic_lane_free(sk_logic_lane_t *l);
+int64_t sk_logic_lane_aid(const sk_logic_lane_t *l);
+
+/* ---- worker.c: WORKER threads, the lanes of every live activity ---- */
 sk_logic_worker_t *sk_logic_worker_new(sk_logic_t *L, sk_thread_t *thr);
 void sk_logic_worker_free(sk_logic_worker_t *w);
+/** The thread's snapshot changed: lanes for activities that became live, none for those that are not any more. */
+void sk_logic_worker_sync(sk_logic_worker_t *w, const sk_snapshot_t *snap);
+/** A lane of the worker became ready (+1) or stopped being ready (-1). */
+void sk_logic_worker_lane_ready(sk_logic_worker_t *w, int delta);
+/** Pure: true when activity a's stream is read at unix second now (live, or ended less than SK_LOGIC_DRAIN_S ago). */
+int sk_logic_stream_live(const sk_activity_t *a, int64_t now);
 
 /* ---- heartbeat.c: the CONTROL thread ---- */
 sk_logic_hb_t *sk_logic_hb_new(sk_logic_t *L, sk_thread_t *thr);

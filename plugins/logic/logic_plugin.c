@@ -1,5 +1,5 @@
 /*
- * The logic plugin's descriptor: configuration, thread wiring and shutdown. The work is in consumer.c (WORKER
+ * The logic plugin's descriptor: configuration, thread wiring and shutdown. The work is in worker.c and consumer.c (WORKER
  * threads) and heartbeat.c (the CONTROL thread).
  */
 #include <stdio.h>
@@ -8,6 +8,16 @@
 
 #define MAX_WORKERS 16
 #define DRAIN_MAX_MS 10000
+
+/* On every thread the logic plugin lives on; only its WORKER threads read streams. */
+static void
+logic_on_snapshot(void *inst, void *tstate, const sk_snapshot_t *snap)
+{
+    sk_logic_t *L = inst;
+    sk_thread_t *thr = L->api->thread_self();
+    if (tstate != NULL && thr != NULL && L->api->thread_kind(thr) == SK_THREAD_WORKER)
+        sk_logic_worker_sync(tstate, snap);
+}
 
 static void *
 logic_create(const sk_host_api_t *api, sk_plugin_t *self, char *err, size_t errlen)
@@ -25,7 +35,7 @@ logic_create(const sk_host_api_t *api, sk_plugin_t *self, char *err, size_t errl
     L->self = self;
     L->conf = api->config(self);
     L->nworkers = L->conf->threads == 0 ? 1 : L->conf->threads > MAX_WORKERS ? MAX_WORKERS : L->conf->threads;
-    sk_logic_script_sha(sk_logic_stock_lua, L->sha);
+    sk_logic_script_sha(sk_script_logic_stock, L->sha);
     atomic_init(&L->stats.pending, -1);
     atomic_init(&L->stats.lag, -1);
     atomic_init(&L->stats.xlen, -1);
@@ -34,7 +44,7 @@ logic_create(const sk_host_api_t *api, sk_plugin_t *self, char *err, size_t errl
         free(L);
         return NULL;
     }
-    if (api->thread_spawn(self, L->nworkers) != 0) {
+    if (api->on_snapshot(self, logic_on_snapshot) != 0 || api->thread_spawn(self, L->nworkers) != 0) {
         snprintf(err, errlen, "cannot spawn %u worker threads", L->nworkers);
         free(L);
         return NULL;

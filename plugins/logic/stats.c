@@ -47,7 +47,10 @@ sk_logic_status(sk_logic_t *L, cJSON *obj)
         cJSON_AddNumberToObject(q, "lag", (double)atomic_load(&st->lag));
         cJSON_AddNumberToObject(q, "length", (double)atomic_load(&st->xlen));
         cJSON_AddNumberToObject(q, "trimmed", (double)atomic_load(&st->trimmed));
+        cJSON_AddNumberToObject(q, "streams", (double)atomic_load(&st->streams));
     }
+    cJSON_AddNumberToObject(obj, "wait_replicas", L->conf->redis_wait_replicas);
+    cJSON_AddNumberToObject(obj, "wait_short", (double)atomic_load(&st->wait_short));
     cJSON_AddNumberToObject(obj, "entries_read", (double)atomic_load(&st->read));
     cJSON_AddNumberToObject(obj, "entries_claimed", (double)atomic_load(&st->claimed));
     cJSON_AddNumberToObject(obj, "entries_left_pending", (double)atomic_load(&st->left_pending));
@@ -85,6 +88,8 @@ sk_logic_metrics(sk_logic_t *L, FILE *out)
         {"seckill_logic_script_errors_total", "counter", (long long)atomic_load(&st->script_errors)},
         {"seckill_logic_policy_errors_total", "counter", (long long)atomic_load(&st->policy_errors)},
         {"seckill_logic_heartbeat_errors_total", "counter", (long long)atomic_load(&st->heartbeat_errors)},
+        {"seckill_logic_wait_short_total", "counter", (long long)atomic_load(&st->wait_short)},
+        {"seckill_logic_streams", "gauge", atomic_load(&st->streams)},
         {"seckill_logic_queue_pending", "gauge", atomic_load(&st->pending)},
         {"seckill_logic_queue_lag", "gauge", atomic_load(&st->lag)},
         {"seckill_logic_queue_length", "gauge", atomic_load(&st->xlen)},

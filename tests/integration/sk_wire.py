@@ -8,6 +8,8 @@ import hmac
 import http.client as httpclient
 import itertools
 import json
+import os
+import re
 import secrets
 import time
 import urllib.parse
@@ -15,7 +17,9 @@ import urllib.parse
 __all__ = [
     "RedisError", "_resp_encode", "_RespReader", "RESULT_BUCKET_MS", "RESULT_KEEP_S", "TOKEN_FIELDS", "result_key",
     "result_keep_until", "stored_results", "token_fields", "token_info", "user_wins", "http", "user_key", "sign",
-    "signed_params",
+    "signed_params", "KEY_FORMATS", "LOGIC_ALIVE_KEY", "queue_key", "BLACKLIST_USER_KEY", "BLACKLIST_IP_KEY",
+    "BLACKLIST_NOTICE", "blacklist_key", "node_key", "nonce_key", "activity_key", "activity_tag_prefix", "reply_channel",
+    "keys_sample", "key_glob", "script_names", "script_source", "script_sha",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -80,11 +84,105 @@ RESULT_BUCKET_MS = 60000  # SK_RESULT_BUCKET_MS
 RESULT_KEEP_S = 600  # SK_RESULT_KEEP_S
 TOKEN_FIELDS = ("user_id", "product_id", "activity_id", "issued_at", "expires_at", "order_id")
 
+# The key names are not written here: they are read from the format table of common/sk_keys.c, the one module that
+# owns the layout, so a change of layout is one edit there. tests/unit/test_common_keys.c runs this file with
+# --keys-sample and checks that its names equal the C functions' (same table, same arguments).
+_KEYS_SOURCE = os.path.join(os.environ.get("SK_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                            "..", ".."), "common", "sk_keys.c")
+
+
+def _load_key_formats(path=_KEYS_SOURCE):
+    """{"NODE": "sk:node:%s", ...}: the `[SK_KEY_X] = "format",` lines of sk_keys.c, with %lld and %u made %d."""
+    out = {}
+    with open(path) as f:
+        for m in re.finditer(r'^\s*\[SK_KEY_([A-Z_]+)\]\s*=\s*"((?:[^"\\]|\\.)*)",', f.read(), re.M):
+            out[m.group(1)] = m.group(2).replace("%lld", "%d").replace("%u", "%d")
+    for name in ("NODE", "LOGIC_ALIVE", "QUEUE", "NONCE", "TOTAL", "SOLD", "USERS", "TOKENS", "WINS", "SEC_PREFIX",
+                 "RESULT", "BLACKLIST_USER", "BLACKLIST_IP", "BLACKLIST_NOTICE", "REPLY"):
+        if name not in out:
+            raise RuntimeError("%s: no format for SK_KEY_%s" % (path, name))
+    return out
+
+
+KEY_FORMATS = _load_key_formats()
+LOGIC_ALIVE_KEY = KEY_FORMATS["LOGIC_ALIVE"]
+BLACKLIST_USER_KEY = KEY_FORMATS["BLACKLIST_USER"]
+BLACKLIST_IP_KEY = KEY_FORMATS["BLACKLIST_IP"]
+BLACKLIST_NOTICE = KEY_FORMATS["BLACKLIST_NOTICE"]
+
+
+def blacklist_key(kind):
+    """The blacklist hash of kind "user" or "ip"."""
+    return {"user": BLACKLIST_USER_KEY, "ip": BLACKLIST_IP_KEY}[kind]
+
+
+def node_key(node_id):
+    """The live-node lock of node_id."""
+    return KEY_FORMATS["NODE"] % node_id
+
+
+def nonce_key(aid, uid, nance):
+    """The replay guard of (user, nance) for a request to activity aid."""
+    return KEY_FORMATS["NONCE"] % (int(aid), int(uid), nance)
+
+
+def activity_key(aid, name):
+    """A key of activity aid: name is one of total, sold, users, tokens, wins, sec (the per-second prefix), queue."""
+    return KEY_FORMATS[{"sec": "SEC_PREFIX"}.get(name, name.upper())] % int(aid)
+
+
+def queue_key(aid):
+    """The request stream of activity aid (group "logic")."""
+    return activity_key(aid, "queue")
+
+
+def activity_tag_prefix(aid):
+    """The common prefix of every key of activity aid (up to and including its hash tag), e.g. for KEYS patterns."""
+    f = KEY_FORMATS["TOTAL"] % int(aid)
+    return f[:f.index("}") + 1]
+
+
+def key_glob(name):
+    """A KEYS/SCAN pattern matching every key of the format KEY_FORMATS[name] (each argument becomes *)."""
+    return re.sub(r"%[ds]", "*", KEY_FORMATS[name])
+
+
+def reply_channel(node_id, thread):
+    """The pub/sub channel of access thread `thread` of node_id."""
+    return KEY_FORMATS["REPLY"] % (node_id, int(thread))
+
 
 def result_key(aid, deadline_ms):
     """The hash holding the stored results of activity aid's requests whose deadline (Redis-clock unix ms) is
     deadline_ms: sk:{a<aid>}:res:<minute of the deadline>, field = request id, value = "code token expires_at"."""
-    return "sk:{a%d}:res:%d" % (int(aid), max(0, int(deadline_ms)) // RESULT_BUCKET_MS)
+    return KEY_FORMATS["RESULT"] % (int(aid), max(0, int(deadline_ms)) // RESULT_BUCKET_MS)
+
+
+_SCRIPTS_DIR = os.path.join(os.path.dirname(_KEYS_SOURCE), "..", "redis")
+
+
+def script_names():
+    """The Redis scripts of the project: redis/<name>.lua, each embedded into the binaries byte for byte."""
+    return sorted(f[:-4] for f in os.listdir(_SCRIPTS_DIR) if f.endswith(".lua"))
+
+
+def script_source(name):
+    """The text of redis/<name>.lua, exactly as the binaries send it."""
+    with open(os.path.join(_SCRIPTS_DIR, name + ".lua"), "rb") as f:
+        return f.read().decode()
+
+
+def script_sha(name):
+    """The SHA1 Redis knows redis/<name>.lua by (what SCRIPT LOAD answers, what EVALSHA takes)."""
+    with open(os.path.join(_SCRIPTS_DIR, name + ".lua"), "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
+def keys_sample():
+    """The lines tests/unit/test_common_keys.c compares with its own: one key per name, for fixed arguments."""
+    return [node_key("n1"), LOGIC_ALIVE_KEY, queue_key(7), nonce_key(7, 42, "abc")] + \
+        [activity_key(7, n) for n in ("total", "sold", "users", "tokens", "wins", "sec")] + \
+        [result_key(7, 1700000000000), BLACKLIST_USER_KEY, BLACKLIST_IP_KEY, BLACKLIST_NOTICE, reply_channel("n1", 3)]
 
 
 def result_keep_until(deadline_ms):
@@ -95,7 +193,7 @@ def result_keep_until(deadline_ms):
 def stored_results(redis, aid):
     """{request id: stored result} over every result bucket of activity aid."""
     out = {}
-    for k in redis.call("KEYS", "sk:{a%d}:res:*" % int(aid)) or []:
+    for k in redis.call("KEYS", result_key(aid, 0).rsplit(":", 1)[0] + ":*") or []:
         h = redis.call("HGETALL", k) or []
         out.update(zip(h[0::2], h[1::2]))
     return out
@@ -114,7 +212,7 @@ def token_fields(value):
 
 def token_info(redis, aid, token):
     """token_fields() of the token's field of sk:{a<aid>}:tokens (None when there is none)."""
-    return token_fields(redis.call("HGET", "sk:{a%d}:tokens" % int(aid), token))
+    return token_fields(redis.call("HGET", activity_key(aid, "tokens"), token))
 
 
 def user_wins(value):
@@ -205,3 +303,9 @@ def signed_params(secret, scope, uid, pid, t=None, nance=None):
         "nance": nance,
         "auth_code": sign(secret, scope, uid, pid, t, nance),
     }
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["--keys-sample"]:
+        print("\n".join(keys_sample()))

@@ -86,26 +86,26 @@ class AccessBlacklistTest(harness.TestCase):
 
     def test_redis_cli_with_notice(self):
         uid = next(self.uid)
-        self.redis.cli("HSET", "sk:blacklist:user", str(uid), "fraud")
-        self.redis.cli("PUBLISH", "sk:blacklist:notice", "add user %d" % uid)
+        self.redis.cli("HSET", harness.BLACKLIST_USER_KEY, str(uid), "fraud")
+        self.redis.cli("PUBLISH", harness.BLACKLIST_NOTICE, "add user %d" % uid)
         self.within(1.0, lambda: self.code(uid) == 1004, "redis-cli add + notice")
-        self.redis.cli("HDEL", "sk:blacklist:user", str(uid))
-        self.redis.cli("PUBLISH", "sk:blacklist:notice", "reload")
+        self.redis.cli("HDEL", harness.BLACKLIST_USER_KEY, str(uid))
+        self.redis.cli("PUBLISH", harness.BLACKLIST_NOTICE, "reload")
         time.sleep(1.1)
         self.within(1.0, lambda: self.code(uid) == ADMITTED, "redis-cli remove + reload")
         # a notice that makes no sense is ignored, and the node keeps serving
-        self.redis.cli("PUBLISH", "sk:blacklist:notice", "add user notanumber")
-        self.redis.cli("PUBLISH", "sk:blacklist:notice", "\x01\x02 garbage")
+        self.redis.cli("PUBLISH", harness.BLACKLIST_NOTICE, "add user notanumber")
+        self.redis.cli("PUBLISH", harness.BLACKLIST_NOTICE, "\x01\x02 garbage")
         self.assertEqual(code_of(info(self.node, 1)), 0)
 
     def test_redis_cli_silent_within_60s(self):
         uid = next(self.uid)
-        self.redis.cli("HSET", "sk:blacklist:user", str(uid), "quiet")
+        self.redis.cli("HSET", harness.BLACKLIST_USER_KEY, str(uid), "quiet")
         try:
             took = self.within(62.0, lambda: self.code(uid) == 1004, "silent edit")
             self.assertGreater(took, 0)
         finally:
-            self.redis.cli("HDEL", "sk:blacklist:user", str(uid))
+            self.redis.cli("HDEL", harness.BLACKLIST_USER_KEY, str(uid))
 
 
 class AccessBlacklistMillionTest(harness.TestCase):
@@ -126,7 +126,7 @@ class AccessBlacklistMillionTest(harness.TestCase):
     def fill(self, n):
         lines = []
         for base in range(0, n, 1000):
-            args = ["HSET", "sk:blacklist:user"]
+            args = ["HSET", harness.BLACKLIST_USER_KEY]
             for u in range(base + 1, min(n, base + 1000) + 1):
                 args += [str(u), "x"]
             lines.append("*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args))
@@ -134,7 +134,7 @@ class AccessBlacklistMillionTest(harness.TestCase):
         r = subprocess.run(["redis-cli", "-h", host, "-p", port, "--pipe"], input="".join(lines).encode(),
                            capture_output=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(self.redis.call("HLEN", "sk:blacklist:user"), n)
+        self.assertEqual(self.redis.call("HLEN", harness.BLACKLIST_USER_KEY), n)
 
     def test_million_entries(self):
         n = 1000000
@@ -154,7 +154,7 @@ class AccessBlacklistMillionTest(harness.TestCase):
         th.start()
         try:
             t0 = time.time()
-            self.redis.call("PUBLISH", "sk:blacklist:notice", "reload")
+            self.redis.call("PUBLISH", harness.BLACKLIST_NOTICE, "reload")
             # probe the last entry written: a periodic reload that ran while the hash was still filling may already
             # have listed the first ones (step 4 answers before the limits, so probing one user is fine)
             def listed():

@@ -104,7 +104,7 @@ def access_status(node):
 
 def wait_logic(redis, node, timeout=15, access=None):
     """Waits for the heartbeat of logic node `node`, and until `access` (default: node) counts it as alive."""
-    wait_until(lambda: node.node_id in (redis.call("ZRANGE", "sk:logic:alive", 0, -1) or []), timeout=timeout,
+    wait_until(lambda: node.node_id in (redis.call("ZRANGE", harness.LOGIC_ALIVE_KEY, 0, -1) or []), timeout=timeout,
                msg="logic heartbeat of %s" % node.name)
     access = access or (node if "access" in node.conf["plugins"] else None)
     if access is not None:
@@ -204,19 +204,19 @@ class AccessCodesTest(harness.TestCase):
         self.expect(kill(self.node, 1101, 11, ip=ip, t=t, nance="replay-me-1"), 1003, "replay")
 
     def test_code_1004_blacklist(self):
-        self.redis.call("HSET", "sk:blacklist:user", "1201", "test")
-        self.redis.call("HSET", "sk:blacklist:ip", "10.250.0.1", "test")
-        self.redis.call("PUBLISH", "sk:blacklist:notice", "add user 1201")
-        self.redis.call("PUBLISH", "sk:blacklist:notice", "add ip 10.250.0.1")
+        self.redis.call("HSET", harness.BLACKLIST_USER_KEY, "1201", "test")
+        self.redis.call("HSET", harness.BLACKLIST_IP_KEY, "10.250.0.1", "test")
+        self.redis.call("PUBLISH", harness.BLACKLIST_NOTICE, "add user 1201")
+        self.redis.call("PUBLISH", harness.BLACKLIST_NOTICE, "add ip 10.250.0.1")
         try:
             wait_until(lambda: code_of(kill(self.node, 1201, 10, ip=fresh_ip())) == 1004, timeout=2, msg="user")
             self.expect(kill(self.node, 1202, 10, ip="10.250.0.1"), 1004, "ip")
             # an untrusted address inside X-Forwarded-For is the client: the blacklisted one is found behind a proxy
             self.expect(kill(self.node, 1203, 10, ip="10.250.0.1, 127.0.0.1"), 1004, "ip behind a trusted proxy")
         finally:
-            self.redis.call("HDEL", "sk:blacklist:user", "1201")
-            self.redis.call("HDEL", "sk:blacklist:ip", "10.250.0.1")
-            self.redis.call("PUBLISH", "sk:blacklist:notice", "reload")
+            self.redis.call("HDEL", harness.BLACKLIST_USER_KEY, "1201")
+            self.redis.call("HDEL", harness.BLACKLIST_IP_KEY, "10.250.0.1")
+            self.redis.call("PUBLISH", harness.BLACKLIST_NOTICE, "reload")
 
     def test_code_1005_1006_1009_states(self):
         self.expect(kill(self.node, 1301, 11, ip=fresh_ip()), 1005, "not started")
@@ -262,8 +262,8 @@ class AccessCodesTest(harness.TestCase):
         self.expect(kill(self.node, 1801, 11, ip=ip, t=t, nance="order-5-6-a"), 1003)
 
     def test_order_3_4_auth_before_blacklist(self):
-        self.redis.call("HSET", "sk:blacklist:user", "1901", "test")
-        self.redis.call("PUBLISH", "sk:blacklist:notice", "add user 1901")
+        self.redis.call("HSET", harness.BLACKLIST_USER_KEY, "1901", "test")
+        self.redis.call("PUBLISH", harness.BLACKLIST_NOTICE, "add user 1901")
         try:
             wait_until(lambda: code_of(kill(self.node, 1901, 11, ip=fresh_ip())) == 1004, timeout=2, msg="listed")
             self.expect(kill(self.node, 1901, 11, ip=fresh_ip(), secret="bad"), 1003)
@@ -272,8 +272,8 @@ class AccessCodesTest(harness.TestCase):
             self.expect(kill(self.node, 1901, 11, ip=fresh_ip(), t=t, nance="order-4-5-a"), 1004)
             self.expect(kill(self.node, 1901, 11, ip=fresh_ip(), t=t, nance="order-4-5-a"), 1004)
         finally:
-            self.redis.call("HDEL", "sk:blacklist:user", "1901")
-            self.redis.call("PUBLISH", "sk:blacklist:notice", "remove user 1901")
+            self.redis.call("HDEL", harness.BLACKLIST_USER_KEY, "1901")
+            self.redis.call("PUBLISH", harness.BLACKLIST_NOTICE, "remove user 1901")
 
     def test_order_1_3_params_before_auth(self):
         self.expect(kill(self.node, 2001, 10, ip=fresh_ip(), secret="bad", nance="x"), 1001)
@@ -286,11 +286,11 @@ class AccessCodesTest(harness.TestCase):
     def test_order_9_10_nonce_in_redis(self):
         # another node used this nance: Redis says so (step 9), and nothing is queued
         t, nance = int(time.time()), "used-elsewhere-1"
-        self.redis.call("SET", "sk:nonce:2201:%s" % nance, "1", "EX", "120")
-        before = self.redis.call("XLEN", "sk:queue")
+        self.redis.call("SET", harness.nonce_key(100, 2201, nance), "1", "EX", "120")
+        before = self.redis.call("XLEN", harness.queue_key(100))
         self.expect(kill(self.node, 2201, 10, ip=fresh_ip(), t=t, nance=nance), 1003)
-        self.assertEqual(self.redis.call("XLEN", "sk:queue"), before)
-        self.assertIsNone(self.redis.call("HGET", "sk:{a100}:users", "2201"))
+        self.assertEqual(self.redis.call("XLEN", harness.queue_key(100)), before)
+        self.assertIsNone(self.redis.call("HGET", harness.activity_key(100, "users"), "2201"))
 
     # ---- parameters: malformed input answers 1001 naming the parameter, and nothing crashes ----
 
@@ -440,14 +440,14 @@ class AccessNoLogicTest(harness.TestCase):
         self.assertLess(time.time() - t0, 0.5)
         self.assertEqual(code_of(resp), 1013)
         self.assertEqual(resp[0], 503)
-        self.assertEqual(self.redis.call("EXISTS", "sk:queue"), 0, "nothing queued")
+        self.assertEqual(self.redis.call("EXISTS", harness.queue_key(1)), 0, "nothing queued")
 
     def test_order_7_8_state_before_liveness(self):
         self.assertEqual(code_of(kill(self.node, 2, 2)), 1005)
 
     def test_order_8_9_liveness_before_nonce(self):
         t, nance = int(time.time()), "seen-in-redis-1"
-        self.redis.call("SET", "sk:nonce:3:%s" % nance, "1", "EX", "120")
+        self.redis.call("SET", harness.nonce_key(1, 3, nance), "1", "EX", "120")
         self.assertEqual(code_of(kill(self.node, 3, 1, t=t, nance=nance)), 1013)
 
 

@@ -45,6 +45,36 @@ class AccessRedisFaultTest(harness.TestCase):
     def recovered(self):
         wait_until(lambda: self.timed_kill()[0] == 0, timeout=20, interval=0.2, msg="kill works again")
 
+    def test_scripts_known_by_file_sha(self):
+        """The scripts are embedded byte for byte: Redis knows the ones the node loaded by the SHA1 of their files, and
+        SCRIPT LOAD of any file's text answers its SHA1."""
+        self.recovered()
+        shas = [harness.script_sha(n) for n in ("access_queue", "access_result", "logic_stock")]
+        self.assertEqual(self.redis.call("SCRIPT", "EXISTS", *shas), [1, 1, 1])
+        for name in harness.script_names():
+            self.assertEqual(self.redis.call("SCRIPT", "LOAD", harness.script_source(name)), harness.script_sha(name), name)
+
+    def test_alive_read_fails(self):
+        """Only the live-logic count fails to read (on a Redis Cluster its key's master may be failing over; here the
+        key is made a string, so ZCOUNT alone answers WRONGTYPE): the last good count stands for about 5 s, so sales
+        go on, and only then does access declare no live logic (1013)."""
+        from test_access_codes import access_status
+        self.recovered()
+        self.redis.call("SET", harness.LOGIC_ALIVE_KEY, "not a zset")
+        t0 = time.time()
+        try:
+            time.sleep(2)
+            self.assertGreaterEqual(access_status(self.node).get("logic_alive", 0), 1, "held through a failed read")
+            self.assertEqual(self.timed_kill()[0], 0, "sales go on while the last good count holds")
+            wait_until(lambda: access_status(self.node).get("logic_alive", 1) == 0, timeout=10, interval=0.1,
+                       msg="no live logic once the hold is over")
+            self.assertGreater(time.time() - t0, 4.0, "held about 5 s")
+            self.assertEqual(self.timed_kill()[0], 1013)
+        finally:
+            self.redis.call("DEL", harness.LOGIC_ALIVE_KEY)
+        wait_until(lambda: access_status(self.node).get("logic_alive", 0) >= 1, timeout=10, msg="heartbeats again")
+        self.recovered()
+
     def test_redis_stopped(self):
         self.recovered()
         self.redis.stop()
@@ -64,7 +94,7 @@ class AccessRedisFaultTest(harness.TestCase):
         """A SIGSTOPped Redis: 1013 within redis.timeout_ms + margin; when it resumes, the commands it then runs must
         not turn those 1013s into wins (the script checks its deadline in Redis' clock)."""
         self.recovered()
-        sold_before = int(self.redis.call("GET", "sk:{a1}:sold") or 0)
+        sold_before = int(self.redis.call("GET", harness.activity_key(1, "sold")) or 0)
         self.redis.pause()
         codes = []
         try:
@@ -78,7 +108,7 @@ class AccessRedisFaultTest(harness.TestCase):
             self.redis.resume()
         self.assertEqual(set(codes), {1013}, codes)
         time.sleep(3)  # whatever Redis still runs, and logic after it, is done
-        self.assertEqual(int(self.redis.call("GET", "sk:{a1}:sold") or 0), sold_before)
+        self.assertEqual(int(self.redis.call("GET", harness.activity_key(1, "sold")) or 0), sold_before)
         self.recovered()
 
 
@@ -104,7 +134,7 @@ class AccessLogicFaultTest(harness.TestCase):
 
     def test_1_stalled_logic_times_out_without_stock(self):
         wait_until(lambda: self.timed_kill()[0] == 0, timeout=10, msg="a win")
-        sold = int(self.redis.call("GET", "sk:{a1}:sold"))
+        sold = int(self.redis.call("GET", harness.activity_key(1, "sold")))
         self.logic.pause()
         try:
             code, took = self.timed_kill()
@@ -113,7 +143,7 @@ class AccessLogicFaultTest(harness.TestCase):
         finally:
             self.logic.resume()
         time.sleep(2)  # logic now takes the stale entry: its deadline has passed
-        self.assertEqual(int(self.redis.call("GET", "sk:{a1}:sold")), sold)
+        self.assertEqual(int(self.redis.call("GET", harness.activity_key(1, "sold"))), sold)
 
     def test_2_no_logic_node_1013_at_once(self):
         wait_until(lambda: self.timed_kill()[0] == 0, timeout=10, msg="a win")
@@ -169,8 +199,8 @@ class AccessSoldOutStormTest(harness.TestCase):
         # uses EVAL, so EVAL is compared against that background rate below), XADD, SET, reads
         # (SET and XLEN run in the background too: the node lock, the control poll; nonce keys are counted instead)
         watched = ("evalsha", "xadd", "lrange")
-        nonces = len(self.redis.call("KEYS", "sk:nonce:*"))
-        queued = self.redis.call("XLEN", "sk:queue")
+        nonces = len(self.redis.call("KEYS", harness.key_glob("NONCE")))
+        queued = self.redis.call("XLEN", harness.queue_key(1))
         before, t0 = commandstats(self.redis), time.time()
         users = iter(range(100, 100 + 10000))
         with concurrent.futures.ThreadPoolExecutor(16) as ex:
@@ -182,10 +212,10 @@ class AccessSoldOutStormTest(harness.TestCase):
         self.assertEqual(len(codes), 10000)
         for c in watched:
             self.assertEqual(after.get(c, 0), before.get(c, 0), "%s calls during the storm" % c)
-        self.assertEqual(len(self.redis.call("KEYS", "sk:nonce:*")), nonces)
+        self.assertEqual(len(self.redis.call("KEYS", harness.key_glob("NONCE"))), nonces)
         # and all commands together (background jobs of every plugin included) stay far below one per request
         self.assertLess(sum(after.values()) - sum(before.values()), 100 * (took + 1))
-        self.assertEqual(self.redis.call("XLEN", "sk:queue"), queued)
+        self.assertEqual(self.redis.call("XLEN", harness.queue_key(1)), queued)
 
 
 if __name__ == "__main__":

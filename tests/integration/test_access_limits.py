@@ -99,7 +99,7 @@ class AccessLimitsTest(harness.TestCase):
         self.assertEqual(code_of(kill(self.b, uid, 2, ip=fresh_ip(), t=t, nance=nance)), 1003, "other node, via Redis")
         self.assertEqual(code_of(kill(self.a, uid, 2, ip=fresh_ip(), t=t, nance=nance)), 1003, "same node")
         # the nonce key lives until time + auth.window
-        ttl = self.redis.call("TTL", "sk:nonce:%d:%s" % (uid, nance))
+        ttl = self.redis.call("TTL", harness.nonce_key(2, uid, nance))
         self.assertTrue(50 <= ttl <= 62, ttl)
 
     def test_ip_minute_limit(self):

@@ -76,9 +76,9 @@ def make_token(redis, aid, pid, uid, token, ttl=1800, issued=None):
     """Writes a purchase token the way the logic layer does (docs/DESIGN.md): its field of sk:{a<ID>}:tokens, "user_id
     product_id activity_id issued_at expires_at" (no TTL: expires_at is checked on consume), and its winners line."""
     issued = int(time.time()) if issued is None else issued
-    key = "sk:{a%d}:tokens" % aid
+    key = harness.activity_key(aid, "tokens")
     redis.call("HSET", key, token, "%d %d %d %d %d" % (uid, pid, aid, issued, issued + ttl))
-    redis.call("RPUSH", "sk:{a%d}:wins" % aid, "%d %s %d %d" % (uid, token, issued, issued + ttl))
+    redis.call("RPUSH", harness.activity_key(aid, "wins"), "%d %s %d %d" % (uid, token, issued, issued + ttl))
     return key
 
 
@@ -240,7 +240,7 @@ class AdminApiTest(harness.TestCase):
         value = json.loads(self.etcd.get("/seckill/activities/%d" % aid))
         expect = dict(base, activity_id=aid, buy_rate=0.2)
         self.assertEqual(value, expect)
-        self.assertEqual(self.redis.call("GET", "sk:{a%d}:total" % aid), "20")
+        self.assertEqual(self.redis.call("GET", harness.activity_key(aid, "total")), "20")
         # an enabled overlapping activity of the same product is a conflict; a disabled one is not
         over = with_(start_time=now + 300, end_time=now + 900)
         self.assertCode(a.post("/activity/create", over), 1014)
@@ -258,12 +258,12 @@ class AdminApiTest(harness.TestCase):
         self.assertCode(a.post("/activity/update", {"activity_id": aid, "total": 101}), 1001, "total")
         self.assertCode(a.post("/activity/update", {"activity_id": aid, "end_time": 1}), 1001, "start_time")
         # total below sold
-        self.redis.call("SET", "sk:{a%d}:sold" % aid, 12)
+        self.redis.call("SET", harness.activity_key(aid, "sold"), 12)
         st, code, data, msg = a.post("/activity/update", {"activity_id": aid, "total": 11})
         self.assertEqual((code, data["sold"]), (1014, 12))
-        self.assertEqual(self.redis.call("GET", "sk:{a%d}:total" % aid), "30")
+        self.assertEqual(self.redis.call("GET", harness.activity_key(aid, "total")), "30")
         self.assertTrue(a.ok("POST", "/activity/update", {"activity_id": aid, "total": 12, "speed": 4})["synced"])
-        self.assertEqual(self.redis.call("GET", "sk:{a%d}:total" % aid), "12")
+        self.assertEqual(self.redis.call("GET", harness.activity_key(aid, "total")), "12")
         value = json.loads(self.etcd.get("/seckill/activities/%d" % aid))
         self.assertEqual((value["total"], value["speed"], value["buy_rate"]), (12, 4, 1))
         # an update into another enabled window is a conflict
@@ -354,7 +354,7 @@ class AdminApiTest(harness.TestCase):
 
     def test_blacklist_add_remove(self):
         a = self.a
-        sub = Subscriber(self.redis, "sk:blacklist:notice")
+        sub = Subscriber(self.redis, harness.BLACKLIST_NOTICE)
         try:
             bad = [
                 ({"type": "host", "value": "1"}, "type"),
@@ -374,12 +374,12 @@ class AdminApiTest(harness.TestCase):
             self.assertEqual(sub.next(), "add user 9223372036854775807")
             a.ok("POST", "/blacklist/add", json_body={"type": "ip", "value": "2001:DB8::0001"})
             self.assertEqual(sub.next(), "add ip 2001:db8::1")
-            self.assertEqual(self.redis.call("HGET", "sk:blacklist:user", "9223372036854775807"), "bot")
-            self.assertEqual(self.redis.call("HGET", "sk:blacklist:ip", "2001:db8::1"), "")
+            self.assertEqual(self.redis.call("HGET", harness.BLACKLIST_USER_KEY, "9223372036854775807"), "bot")
+            self.assertEqual(self.redis.call("HGET", harness.BLACKLIST_IP_KEY, "2001:db8::1"), "")
             self.assertCode(a.post("/blacklist/remove", {"type": "ip", "value": "nope"}), 1001, "value")
             self.assertTrue(a.ok("POST", "/blacklist/remove", {"type": "ip", "value": "2001:db8::1"})["removed"])
             self.assertEqual(sub.next(), "remove ip 2001:db8::1")
-            self.assertIsNone(self.redis.call("HGET", "sk:blacklist:ip", "2001:db8::1"))
+            self.assertIsNone(self.redis.call("HGET", harness.BLACKLIST_IP_KEY, "2001:db8::1"))
         finally:
             sub.close()
 
@@ -387,7 +387,7 @@ class AdminApiTest(harness.TestCase):
         a = self.a
         n = 2500  # past the listpack size, so HSCAN batches vary
         self.redis.call("EVAL", "for i = 1, tonumber(ARGV[1]) do redis.call('HSET', KEYS[1], '10.0.' .. math.floor(i / 256) "
-                        ".. '.' .. (i % 256), 'r' .. i) end return 1", 1, "sk:blacklist:ip", n)
+                        ".. '.' .. (i % 256), 'r' .. i) end return 1", 1, harness.BLACKLIST_IP_KEY, n)
         self.assertCode(a.get("/blacklist/list", {"type": "ip", "limit": 1001}), 1001, "limit")
         self.assertCode(a.get("/blacklist/list", {"type": "ip", "limit": 0}), 1001, "limit")
         self.assertCode(a.get("/blacklist/list", {"type": "ip", "offset": "x"}), 1001, "offset")
@@ -523,8 +523,8 @@ class AdminBlacklistScaleTest(harness.TestCase):
     def test_million_entries(self):
         for chunk in range(10):
             self.redis.call("EVAL", "for i = ARGV[1], ARGV[1] + 99999 do redis.call('HSET', KEYS[1], i, 'r') end",
-                            1, "sk:blacklist:user", chunk * 100000 + 1, timeout=60)
-        self.assertEqual(self.redis.call("HLEN", "sk:blacklist:user"), 1000000)
+                            1, harness.BLACKLIST_USER_KEY, chunk * 100000 + 1, timeout=60)
+        self.assertEqual(self.redis.call("HLEN", harness.BLACKLIST_USER_KEY), 1000000)
         a = Admin(self.node)
         offset, seen, worst = "0", set(), 0.0
         for _ in range(30):

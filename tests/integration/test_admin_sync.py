@@ -105,7 +105,7 @@ class AdminSyncTest(harness.TestCase):
         self.etcd.put("/seckill/products/%d" % pid, "{stale")
         self.etcd.put("/seckill/activities/999999", json.dumps(dict(json.loads(expect_a), activity_id=999999)))
         self.etcd.put("/seckill/products/888888", "{}")
-        self.redis.call("DEL", "sk:{a%d}:total" % aid)
+        self.redis.call("DEL", harness.activity_key(aid, "total"))
         self.node.start()
 
         def restored():
@@ -114,7 +114,7 @@ class AdminSyncTest(harness.TestCase):
                     and "/seckill/activities/999999" not in kv and "/seckill/products/888888" not in kv)
 
         wait_until(restored, timeout=5, interval=0.1, msg="reconcile at start")
-        wait_until(lambda: self.redis.call("GET", "sk:{a%d}:total" % aid) == "7", timeout=5, msg="total rewritten")
+        wait_until(lambda: self.redis.call("GET", harness.activity_key(aid, "total")) == "7", timeout=5, msg="total rewritten")
 
     def test_concurrent_creates_keep_all_keys(self):
         a = self.a
@@ -136,7 +136,7 @@ class AdminSyncTest(harness.TestCase):
             self.assertEqual(json.loads(kv["/seckill/products/%d" % pid])["product_name"], name)
         for pid, aid in zip(pids, aids):
             self.assertEqual(json.loads(kv["/seckill/activities/%d" % aid])["product_id"], pid)
-            self.assertEqual(self.redis.call("GET", "sk:{a%d}:total" % aid), "10")
+            self.assertEqual(self.redis.call("GET", harness.activity_key(aid, "total")), "10")
         self.assertEqual(db_rows(self.node, "SELECT COUNT(*) FROM products WHERE product_name LIKE 'bulk-%'"),
                          [(200, )])
 
@@ -178,7 +178,7 @@ class AdminSyncTest(harness.TestCase):
         self.assertEqual(a.post("/blacklist/add", {"type": "user", "value": 1})[1], 1013)
         self.assertEqual(a.post("/token/consume", {"token": tok, "user_id": 3, "product_id": pid})[1], 1013)
         self.redis.restart()
-        wait_until(lambda: self.redis.call("GET", "sk:{a%d}:total" % aid) == "4", timeout=5, msg="total after Redis")
+        wait_until(lambda: self.redis.call("GET", harness.activity_key(aid, "total")) == "4", timeout=5, msg="total after Redis")
         # the consume that failed left a pending row; the retry (or the re-drive) finishes it exactly once
         def consumed():
             st, code, data, _ = a.post("/token/consume", {"token": tok, "user_id": 3, "product_id": pid})
@@ -206,7 +206,7 @@ class AdminSyncTest(harness.TestCase):
                             (tok, uid, pid, old))
         ids = dict(con.execute("SELECT token, order_id FROM orders WHERE state = 0"))
         con.close()
-        tokens = "sk:{a%d}:tokens" % aid
+        tokens = harness.activity_key(aid, "tokens")
         self.redis.call("HSET", tokens, marked, "%s %d" % (self.redis.call("HGET", tokens, marked), ids[marked]))
         self.node.start()
 

@@ -2,9 +2,7 @@
 always), policies hot-reloaded mid-sale; plus a throughput figure against redis-benchmark on the same Redis.
 Driven through the queue like test_logic_queue.py."""
 
-import hashlib
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -18,13 +16,8 @@ from test_logic_queue import (Resp, Sale, check_store, key, logic_node, logic_st
 
 
 def stock_script_source():
-    """The stock script as the C string in plugins/logic/stock_script.c holds it."""
-    with open(os.path.join(harness.SOURCE_DIR, "plugins", "logic", "stock_script.c")) as f:
-        src = f.read()
-    body = src[src.index("sk_logic_stock_lua[] ="):]
-    body = body[:body.index(";\n")]
-    parts = re.findall(r'"((?:[^"\\]|\\.)*)"', body)
-    return "".join(parts).encode().decode("unicode_escape")
+    """The stock script, redis/logic_stock.lua (embedded byte for byte into the logic plugin)."""
+    return harness.script_source("logic_stock")
 
 
 class LogicFaultTest(harness.TestCase):
@@ -86,7 +79,7 @@ class LogicFaultTest(harness.TestCase):
         ids = s.feed(list(range(1, 7001)), rate=2500, events={1.0: stopper.start})
         stopper.join(15)
         self.assertEqual(rc.get("rc"), 0)
-        self.assertNotIn(victim.node_id, self.redis.call("ZRANGE", "sk:logic:alive", 0, -1))
+        self.assertNotIn(victim.node_id, self.redis.call("ZRANGE", harness.LOGIC_ALIVE_KEY, 0, -1))
         res = s.wait(ids, timeout=30)
         codes = [r[0] for r in res.values()]
         self.assertEqual(codes.count(1008), 0)
@@ -126,15 +119,15 @@ class LogicFaultTest(harness.TestCase):
             self.assertTrue(n.alive())
 
     def test_stream_deleted_under_running_nodes(self):
-        """The stream and its group vanish (DEL sk:queue, as after a FLUSHALL): the nodes create them again and go
+        """The stream and its group vanish (DEL of the activity's queue, as after a FLUSHALL): the nodes create them again and go
         on answering."""
         put_activity(self.etcd, 7, 107, total=1000, buy_limit=1, buy_rate=1)
         self.start_nodes(2)
         s = self.sale(7, 107)
         first = s.queue(list(range(1, 51)))
         self.assertEqual({r[0] for r in s.wait(first, timeout=10).values()}, {0})
-        self.redis.call("DEL", "sk:queue")
-        wait_until(lambda: self.redis.call("EXISTS", "sk:queue") == 1, timeout=10, msg="the stream is back")
+        self.redis.call("DEL", harness.queue_key(7))
+        wait_until(lambda: self.redis.call("EXISTS", harness.queue_key(7)) == 1, timeout=10, msg="the stream is back")
         time.sleep(0.5)
         again = s.queue(list(range(51, 101)))
         self.assertEqual({r[0] for r in s.wait(again, timeout=10).values()}, {0})
@@ -263,15 +256,15 @@ class LogicFaultTest(harness.TestCase):
         self.assertEqual(set(r[0] for r in res.values()), {0})
         c = Resp(self.redis.port)
         dec = c.call("SCRIPT", "LOAD", "return redis.call('INCRBY', KEYS[1], -1)")
-        stock = hashlib.sha1(stock_script_source().encode()).hexdigest()
+        stock = harness.script_sha("logic_stock")
         self.assertEqual(c.call("SCRIPT", "EXISTS", stock), [1], "the node loaded another script than stock_script.c")
         deadline = c.redis_ms() + 600000
 
         def won(n):
             """The stock script on one entry of activity 99 (untouched by the sale): user, token and request id n."""
-            keys = ["sk:{a99}:" + k for k in ("total", "sold", "users", "tokens", "wins")]
+            keys = [harness.activity_key(99, k) for k in ("total", "sold", "users", "tokens", "wins")]
             keys.append(harness.result_key(99, deadline))
-            args = [99, 104, 10**8, 0, 10**8, "sk:{a99}:sec:"]
+            args = [99, 104, 10**8, 0, 10**8, harness.activity_key(99, "sec")]
             args += [deadline, 0, 0, 1, "t%s-0123456789" % n, 1800, n, "bench:reply", "r%s" % n,
                      harness.result_keep_until(deadline)]
             return ["EVALSHA", stock, len(keys)] + keys + args
@@ -293,7 +286,7 @@ class LogicFaultTest(harness.TestCase):
         # the stock script itself, one entry a call, every call a win with a fresh user, token and request id
         b_dec, b_stock = bench(100000, "EVALSHA", dec, 1, "bench:stock"), bench(30000, *won("__rand_int__"))
         # the benchmark ran the win path (a few random ids may repeat)
-        self.assertGreater(int(self.redis.call("GET", "sk:{a99}:sold")), 0.95 * 30000, b_stock)
+        self.assertGreater(int(self.redis.call("GET", harness.activity_key(99, "sold"))), 0.95 * 30000, b_stock)
         sys.stderr.write("\nlogic throughput: %d decisions/s, all wins (%d entries, %.2f s, 1 node, 2 workers, "
                          "appendfsync always)\nredis-benchmark -c 50 -P 16, same Redis: EVALSHA decrement %s; "
                          "EVALSHA stock script (win path) %s\n" % (rate, n, span, b_dec, b_stock))

@@ -175,7 +175,7 @@ class Sale:
         self.redis = redis
         self.aid, self.pid = aid, pid
         self.timeout_ms = timeout_ms
-        self.channel = "sk:reply:test-%s" % uuid.uuid4().hex[:12]
+        self.channel = harness.reply_channel("test-%s" % uuid.uuid4().hex[:12], 0)
         self.replies = Replies(redis.port, self.channel)
         self.conn = None
         self.offset = None  # Redis ms - local ms
@@ -190,7 +190,7 @@ class Sale:
             self.conn = Resp(self.redis.port, timeout=2)
             self.offset = self.conn.redis_ms() - int(time.time() * 1000)
 
-    def entry(self, uid, rid=None, deadline=None, aid=None, pid=None, drop=(), sid="*"):
+    def entry(self, uid, rid=None, deadline=None, aid=None, pid=None, drop=(), sid="*", stream=None):
         self.seq += 1
         rid = rid or "t%s:%d" % (self.channel[-6:], self.seq)
         if deadline is None:
@@ -199,7 +199,8 @@ class Sale:
             "id": rid, "reply": self.channel, "aid": aid or self.aid, "pid": pid or self.pid, "uid": uid,
             "ip": "10.1.%d.%d" % (uid % 250, uid % 199), "now": int(time.time()), "deadline": deadline
         }
-        cmd = ["XADD", "sk:queue", sid]
+        # each activity has its own stream; `stream` queues into another activity's (what access never does)
+        cmd = ["XADD", harness.queue_key(stream or fields["aid"]), sid]
         for k, v in fields.items():
             if k not in drop:
                 cmd += [k, v]
@@ -286,7 +287,7 @@ def cmd_field(cmd, name):
 
 
 def key(aid, name):
-    return "sk:{a%d}:%s" % (aid, name)
+    return harness.activity_key(aid, name)
 
 
 def check_store(tc, redis, aid, results, total=None, buy_limit=None):
@@ -341,7 +342,7 @@ def logic_status(node):
 
 def wait_alive(redis, nodes, timeout=15):
     ids = {n.node_id for n in nodes}
-    wait_until(lambda: ids <= set(redis.call("ZRANGE", "sk:logic:alive", 0, -1) or []), timeout=timeout,
+    wait_until(lambda: ids <= set(redis.call("ZRANGE", harness.LOGIC_ALIVE_KEY, 0, -1) or []), timeout=timeout,
                msg="logic heartbeats of %s" % sorted(ids))
 
 
@@ -498,12 +499,12 @@ class LogicQueueTest(harness.TestCase):
         self.assertEqual(s.wait(ok, timeout=10)[ok[0]][0], 0)
 
     def test_unknown_activity_and_malformed_entries(self):
-        s = self.sale(7, 107)  # activity 7 does not exist
-        unknown = s.queue([1])
-        self.assertEqual(s.wait(unknown, timeout=10)[unknown[0]][0], 1002)
-        self.assertIn("1002", s.stored(unknown)[unknown[0]])  # stored, too
         put_activity(self.etcd, 8, 108, total=10, buy_limit=5, buy_rate=1)
         time.sleep(1.2)
+        s = self.sale(7, 107)  # activity 7 does not exist; its entry sits in activity 8's stream, which logic reads
+        unknown = s.queue([1], stream=8)
+        self.assertEqual(s.wait(unknown, timeout=10)[unknown[0]][0], 1002)
+        self.assertIn("1002", s.stored(unknown)[unknown[0]])  # stored, too
         wrong_product = s.queue([1], aid=8, pid=999)
         bad_uid = s.queue([1], aid=8, pid=108, drop=("uid", ))
         no_reply = s.queue([1], aid=8, pid=108, drop=("reply", ))
@@ -513,7 +514,7 @@ class LogicQueueTest(harness.TestCase):
         self.assertIsNone(self.redis.call("GET", key(8, "sold")))
         # the entry nobody can be answered for is still acknowledged (not left pending forever)
         sid = s.queued[no_reply[0]][2]
-        wait_until(lambda: not self.redis.call("XPENDING", "sk:queue", "logic", sid, sid, 1), timeout=10,
+        wait_until(lambda: not self.redis.call("XPENDING", harness.queue_key(8), "logic", sid, sid, 1), timeout=10,
                    msg="ack of the unanswerable entry")
         for n in self.nodes:
             self.assertTrue(n.alive())
@@ -582,7 +583,7 @@ class LogicQueueTest(harness.TestCase):
         s = self.sale(11, 111)
         ids = s.queue(list(range(1, 201)))
         s.wait(ids, timeout=20)
-        wait_until(lambda: int(self.redis.call("XLEN", "sk:queue")) < 50, timeout=10, msg="XTRIM")
+        wait_until(lambda: int(self.redis.call("XLEN", harness.queue_key(11))) < 50, timeout=10, msg="XTRIM")
         sts = [logic_status(n) for n in self.nodes]
         self.assertGreaterEqual(sum(st["decisions"]["1007"] for st in sts), 195)
         self.assertEqual([st["ready_workers"] for st in sts], [2, 2])

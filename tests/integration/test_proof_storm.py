@@ -261,7 +261,7 @@ class StormTest(harness.TestCase):
                    msg="fds back near %d (now %d)" % (fd0, proc_fds(self.node.pid)))
         # every win of the legitimate client, and nothing else, was sold: the storm bought nothing
         wins = sum(1 for x in legit.samples if x[1] == "/sec/kill" and x[4] == 0)
-        self.assertEqual(int(self.redis.call("GET", "sk:{a%d}:sold" % aid) or 0), wins, summary)
+        self.assertEqual(int(self.redis.call("GET", harness.activity_key(aid, "sold")) or 0), wins, summary)
         if self.asan:
             rc = self.node.stop(timeout=30)
             ok, text = asan_verdict(self.node, rc)

@@ -7,8 +7,9 @@
 
 #define NF(a) (sizeof(a) / sizeof(a[0]))
 
-static const char *const good_fv[] = {"id",  "n1:0:42", "reply", "sk:reply:n1:0", "aid", "7",          "pid",      "3",
-                                      "uid", "1001",    "ip",    "10.0.0.1",      "now", "1700000000", "deadline", "1700000003000"};
+static const char *const good_fv[] = {
+    "id",  "n1:0:42", "reply", "test-reply-n1-0", "aid", "7",          "pid",      "3",
+    "uid", "1001",    "ip",    "10.0.0.1",        "now", "1700000000", "deadline", "1700000003000"};
 
 static void
 lens(const char *const *fv, size_t n, size_t *out)
@@ -24,7 +25,7 @@ check_good(const sk_logic_entry_t *e)
     ASSERT_STREQ(e->sid, "1700000000123-5");
     ASSERT_EQ(e->sid_ms, 1700000000123LL);
     ASSERT_STREQ(e->id, "n1:0:42");
-    ASSERT_STREQ(e->reply, "sk:reply:n1:0");
+    ASSERT_STREQ(e->reply, "test-reply-n1-0");
     ASSERT_EQ(e->aid, 7);
     ASSERT_EQ(e->pid, 3);
     ASSERT_EQ(e->uid, 1001);
@@ -57,19 +58,19 @@ test_entry_packed(void)
 {
     sk_logic_entry_t e;
     char err[64] = "";
-    ASSERT_EQ(parse_packed(&e, "n1:0:42 sk:reply:n1:0 7 3 1001 10.0.0.1 1700000000 1700000003000", err, sizeof(err)), 0);
+    ASSERT_EQ(parse_packed(&e, "n1:0:42 test-reply-n1-0 7 3 1001 10.0.0.1 1700000000 1700000003000", err, sizeof(err)), 0);
     check_good(&e);
     /* a bad value names its field and keeps the route */
-    ASSERT_EQ(parse_packed(&e, "n1:0:42 sk:reply:n1:0 7 3 12x 10.0.0.1 1700000000 1700000003000", err, sizeof(err)), -1);
+    ASSERT_EQ(parse_packed(&e, "n1:0:42 test-reply-n1-0 7 3 12x 10.0.0.1 1700000000 1700000003000", err, sizeof(err)), -1);
     ASSERT_STREQ(err, "bad field uid");
     ASSERT_STREQ(e.id, "n1:0:42");
-    ASSERT_STREQ(e.reply, "sk:reply:n1:0");
+    ASSERT_STREQ(e.reply, "test-reply-n1-0");
     /* too few words, too many, empty words, an empty value */
-    ASSERT_EQ(parse_packed(&e, "n1:0:42 sk:reply:n1:0 7 3 1001 10.0.0.1 1700000000", err, sizeof(err)), -1);
+    ASSERT_EQ(parse_packed(&e, "n1:0:42 test-reply-n1-0 7 3 1001 10.0.0.1 1700000000", err, sizeof(err)), -1);
     ASSERT_STREQ(err, "missing field deadline");
-    ASSERT_EQ(parse_packed(&e, "n1:0:42 sk:reply:n1:0 7 3 1001 10.0.0.1 1700000000 1700000003000 9", err, sizeof(err)), -1);
+    ASSERT_EQ(parse_packed(&e, "n1:0:42 test-reply-n1-0 7 3 1001 10.0.0.1 1700000000 1700000003000 9", err, sizeof(err)), -1);
     ASSERT_STREQ(err, "bad field deadline");
-    ASSERT_EQ(parse_packed(&e, "n1:0:42  sk:reply:n1:0 7 3 1001 10.0.0.1 1700000000 1700000003000", err, sizeof(err)), -1);
+    ASSERT_EQ(parse_packed(&e, "n1:0:42  test-reply-n1-0 7 3 1001 10.0.0.1 1700000000 1700000003000", err, sizeof(err)), -1);
     ASSERT_STREQ(err, "bad field reply");
     ASSERT_STREQ(e.id, "");
     ASSERT_EQ(parse_packed(&e, "", err, sizeof(err)), -1);
@@ -106,7 +107,7 @@ test_entry_bad_field_keeps_route(void)
     ASSERT_STREQ(err, "bad field uid");
     /* still answerable, and still acknowledgeable */
     ASSERT_STREQ(e.id, "n1:0:42");
-    ASSERT_STREQ(e.reply, "sk:reply:n1:0");
+    ASSERT_STREQ(e.reply, "test-reply-n1-0");
     ASSERT_STREQ(e.sid, "5-1");
 }
 
@@ -239,13 +240,32 @@ argis(const sk_logic_call_t *c, int i, const char *want)
     return c->argvlen[i] == strlen(want) && memcmp(c->argv[i], want, c->argvlen[i]) == 0;
 }
 
+/* The layout's names (common/sk_keys.h; test_common_keys.c checks them). */
+static const char *
+akey(sk_key_id_t id, int64_t aid)
+{
+    static char buf[8][96];
+    static int n;
+    char *b = buf[n++ % 8];
+    ASSERT(sk_key_activity(b, 96, id, aid) > 0);
+    return b;
+}
+
+static const char *
+rkey(int64_t aid, int64_t deadline_ms)
+{
+    static char buf[96];
+    ASSERT(sk_result_key(buf, sizeof(buf), aid, deadline_ms) > 0);
+    return buf;
+}
+
 static void
 test_call_build(void)
 {
     sk_activity_t act = {.activity_id = 7, .product_id = 3, .status = 1, .total = 500, .buy_limit = 2, .speed = 10};
     sk_logic_entry_t e = {.aid = 7, .pid = 3, .uid = 1001, .deadline = 1700000003000LL, .sid_ms = 1700000000123LL};
     strcpy(e.id, "n1:0:42");
-    strcpy(e.reply, "sk:reply:n1:0");
+    strcpy(e.reply, "test-reply-n1-0");
     sk_logic_pre_t pre = {.code = 0, .allow = 1, .ttl = 1800};
     strcpy(pre.token, "tok0123456789abcdef");
     static sk_logic_call_t c; /* about 60 KiB */
@@ -255,19 +275,19 @@ test_call_build(void)
     ASSERT_EQ(c.argc, 3 + SK_LOGIC_CALL_NKEYS + 1 + SK_LOGIC_CALL_NARGS + SK_LOGIC_CALL_ENTRY_ARGS);
     ASSERT(argis(&c, 0, "EVALSHA"));
     ASSERT(argis(&c, 2, "6"));
-    ASSERT(argis(&c, 3, "sk:{a7}:total"));
-    ASSERT(argis(&c, 4, "sk:{a7}:sold"));
-    ASSERT(argis(&c, 5, "sk:{a7}:users"));
-    ASSERT(argis(&c, 6, "sk:{a7}:tokens"));
-    ASSERT(argis(&c, 7, "sk:{a7}:wins"));
+    ASSERT(argis(&c, 3, akey(SK_KEY_TOTAL, 7)));
+    ASSERT(argis(&c, 4, akey(SK_KEY_SOLD, 7)));
+    ASSERT(argis(&c, 5, akey(SK_KEY_USERS, 7)));
+    ASSERT(argis(&c, 6, akey(SK_KEY_TOKENS, 7)));
+    ASSERT(argis(&c, 7, akey(SK_KEY_WINS, 7)));
     /* the result bucket is the minute of the deadline */
-    ASSERT(argis(&c, 8, "sk:{a7}:res:28333333"));
+    ASSERT(argis(&c, 8, rkey(7, 1700000003000LL)));
     ASSERT(argis(&c, 9, "7"));
     ASSERT(argis(&c, 10, "3"));
     ASSERT(argis(&c, 11, "2"));
     ASSERT(argis(&c, 12, "10"));
     ASSERT(argis(&c, 13, "500"));
-    ASSERT(argis(&c, 14, "sk:{a7}:sec:"));
+    ASSERT(argis(&c, 14, akey(SK_KEY_SEC_PREFIX, 7)));
     ASSERT(argis(&c, 15, "1700000003000"));
     ASSERT(argis(&c, 16, "1700000000123"));
     ASSERT(argis(&c, 17, "0"));
@@ -275,7 +295,7 @@ test_call_build(void)
     ASSERT(argis(&c, 19, "tok0123456789abcdef"));
     ASSERT(argis(&c, 20, "1800"));
     ASSERT(argis(&c, 21, "1001"));
-    ASSERT(argis(&c, 22, "sk:reply:n1:0"));
+    ASSERT(argis(&c, 22, "test-reply-n1-0"));
     ASSERT(argis(&c, 23, "n1:0:42"));
     /* kept for SK_RESULT_KEEP_S past the end of its minute */
     ASSERT(argis(&c, 24, "1700000640"));
@@ -291,8 +311,8 @@ test_call_build(void)
     const sk_logic_pre_t *ps2[2] = {&pre, &pre2};
     ASSERT_EQ(sk_logic_call_build(&c, "sha", &act, es2, ps2, 2), 0);
     ASSERT(argis(&c, 2, "7"));
-    ASSERT(argis(&c, 8, "sk:{a7}:res:28333333"));
-    ASSERT(argis(&c, 9, "sk:{a7}:res:28333334"));
+    ASSERT(argis(&c, 8, rkey(7, 1700000003000LL)));
+    ASSERT(argis(&c, 9, rkey(7, 1700000041000LL)));
     ASSERT(argis(&c, 16, "1700000003000"));
     ASSERT(argis(&c, 26, "1700000041000"));
     ASSERT(argis(&c, 28, "1009"));
@@ -335,7 +355,12 @@ test_call_build(void)
     }
     act.activity_id = 7;
     ASSERT_EQ(sk_logic_call_build(&c, "0123456789012345678901234567890123456789", &act, eb, pb, SK_LOGIC_BATCH), 0);
+    ASSERT_EQ(c.argc, SK_LOGIC_CALL_ARGC - 1);
+    /* redis.wait_replicas: the hold flag goes last, and fits even a full batch; only once */
+    ASSERT_EQ(sk_logic_call_hold(&c), 0);
     ASSERT_EQ(c.argc, SK_LOGIC_CALL_ARGC);
+    ASSERT(argis(&c, c.argc - 1, "1"));
+    ASSERT_EQ(sk_logic_call_hold(&c), -1);
 }
 
 static void
@@ -348,7 +373,7 @@ test_code_index_and_sha(void)
     char sha[41];
     sk_logic_script_sha("abc", sha);
     ASSERT_STREQ(sha, "a9993e364706816aba3e25717850c26c9cd0d89d");
-    sk_logic_script_sha(sk_logic_stock_lua, sha);
+    sk_logic_script_sha(sk_script_logic_stock, sha);
     ASSERT_EQ(strlen(sha), 40);
 }
 

@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 #include "admin.h"
 #include "bench.h"
+#include "sk_keys.h"
 
 #define BENCH_MAX_CHECKS 160
 #define BENCH_REDIS_BATCH 1000
@@ -151,20 +152,23 @@ bench_check_redis(bench_t *b, redisContext *rc, int pi, bench_checks_t *cs)
     bench_product_t *p = &b->prods[pi];
     char name[64];
     snprintf(name, sizeof(name), "redis a%" PRId64, p->activity_id);
-    redisReply *r = redisCommand(rc, "GET sk:{a%" PRId64 "}:sold", p->activity_id);
+    char sold_key[64], users_key[64], tokens_key[64];
+    sk_key_activity(sold_key, sizeof(sold_key), SK_KEY_SOLD, p->activity_id);
+    sk_key_activity(users_key, sizeof(users_key), SK_KEY_USERS, p->activity_id);
+    sk_key_activity(tokens_key, sizeof(tokens_key), SK_KEY_TOKENS, p->activity_id);
+    redisReply *r = redisCommand(rc, "GET %s", sold_key);
     if (r == NULL) {
         bench_check(cs, 0, name, "GET sold: %s", rc->errstr);
         return;
     }
     long long sold = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
     freeReplyObject(r);
-    bench_check(cs, sold == p->sold_after, name, "sk:{a%" PRId64 "}:sold = %lld, admin sold = %" PRId64, p->activity_id, sold,
-                p->sold_after);
+    bench_check(cs, sold == p->sold_after, name, "%s = %lld, admin sold = %" PRId64, sold_key, sold, p->sold_after);
 
     /* per-user buy limit over every user of the activity (HSCAN: bounded replies) */
     unsigned long long cursor = 0, over = 0, users = 0;
     do {
-        r = redisCommand(rc, "HSCAN sk:{a%" PRId64 "}:users %llu COUNT 1000", p->activity_id, cursor);
+        r = redisCommand(rc, "HSCAN %s %llu COUNT 1000", users_key, cursor);
         if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
             bench_check(cs, 0, name, "HSCAN users: %s", r == NULL ? rc->errstr : "unexpected reply");
             freeReplyObject(r);
@@ -189,7 +193,7 @@ bench_check_redis(bench_t *b, redisContext *rc, int pi, bench_checks_t *cs)
         for (; i < b->ntokens && nb < BENCH_REDIS_BATCH; i++) {
             if (b->tokens[i].prod != pi)
                 continue;
-            redisAppendCommand(rc, "HGET sk:{a%" PRId64 "}:tokens %s", p->activity_id, b->tokens[i].tok);
+            redisAppendCommand(rc, "HGET %s %s", tokens_key, b->tokens[i].tok);
             batch[nb++] = i;
         }
         for (size_t k = 0; k < nb; k++) {
