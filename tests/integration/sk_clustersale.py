@@ -184,8 +184,19 @@ class ClusterSale(harness.TestCase):
         self.assertEqual(len(late), 0, "%d answers later than %.1f s (max %.2f s)" % (len(late), self.bound_s,
                                                                                   lp.max_latency()))
         codes = lp.codes()
-        self.assertEqual(set(int(c) for c in codes) - set(allowed), set(), "codes %s" % codes)
+        self.assertEqual(set(int(c) for c in codes) - set(allowed), set(), "codes %s; %s" % (codes, self.breakdown(lp)))
         self.assertGreaterEqual(len(lp.answers), 0.9 * lp.rate * lp.duration)
+
+    @staticmethod
+    def breakdown(lp):
+        """Per product: its codes, and when (seconds after the load began) its first and last non-win answers came."""
+        out = []
+        for pid in lp.products:
+            mine = [a for a in lp.answers if a.pid == pid]
+            odd = sorted(a.sched - lp.t0 for a in mine if a.code not in (0, 1007, 1011, 1012))
+            out.append("product %d: %s%s" % (pid, lp.codes(pid), " odd answers at %.2f..%.2f s" % (odd[0], odd[-1])
+                                                                 if odd else ""))
+        return "; ".join(out)
 
     def check_activity(self, x, lp, exact=False, told_subset_only=False):
         """§8.1-8.3 (and the tokens) for activity x: sold <= total, sold == wins told (or >= when told_subset_only),
