@@ -211,7 +211,14 @@ class ClusterSale(harness.TestCase):
         if told_subset_only:
             self.assertLessEqual(len(told), sold)
         else:
-            self.assertEqual(len(told), sold, "wins told to clients == sold, activity %d" % aid)
+            told_tokens = {a.token for a in told}
+            untold = [w for w in ws if w["token"] not in told_tokens]
+            detail = ["user %d (token issued at %s): answers %s" % (
+                w["user_id"], w["time"], [(a.code, round(a.sched - lp.t0, 2), round(a.lat, 3), a.access[-5:])
+                                          for a in lp.answers if a.pid == x["pid"] and a.uid == w["user_id"]])
+                      for w in untold[:5]]
+            self.assertEqual(len(told), sold, "wins told to clients == sold, activity %d; stored wins no client was "
+                             "told of: %s" % (aid, detail))
         if exact:
             self.assertEqual(sold, x["total"], "undersold activity %d (buy_rate 1, demand far above the stock)" % aid)
         per_user = {}

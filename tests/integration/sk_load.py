@@ -67,11 +67,11 @@ def run_benches(argvs, duration, fault=None, fault_when=None, fault_timeout=30):
 
 
 class Answer:
-    __slots__ = ("sched", "lat", "code", "http", "pid", "uid", "token", "data", "access", "err")
+    __slots__ = ("sched", "lat", "code", "http", "pid", "uid", "token", "data", "access", "err", "msg")
 
     def __init__(self, sched, pid, uid, access):
         self.sched, self.pid, self.uid, self.access = sched, pid, uid, access
-        self.lat = self.code = self.http = self.token = self.data = self.err = None
+        self.lat = self.code = self.http = self.token = self.data = self.err = self.msg = None
 
 
 class OpenLoop:
@@ -125,6 +125,7 @@ class OpenLoop:
                 try:
                     body = json.loads(raw)
                     a.code = body.get("code")
+                    a.msg = body.get("message")
                     a.data = body.get("data")
                     if a.code == 0 and isinstance(a.data, dict):
                         a.token = a.data.get("token")
@@ -158,7 +159,9 @@ class OpenLoop:
             us = self.users[pid]
             uid = us[cursor[pid] % len(us)]
             cursor[pid] += 1
-            self._q.put(Answer(self.t0 + i / self.rate, pid, uid, self.targets[i % len(self.targets)]))
+            # each product's requests alternate over the access nodes (i // P, not i: P products, T targets)
+            target = self.targets[(i // len(self.products)) % len(self.targets)]
+            self._q.put(Answer(self.t0 + i / self.rate, pid, uid, target))
         for _ in ths:
             self._q.put(None)
         self.started.set()

@@ -12,6 +12,7 @@ open-loop load on all of them while the master of the first activity is SIGKILLe
 Skipped while the build lacks the cluster-aware client or the one-slot layout.
 """
 
+import collections
 import os
 import sys
 import time
@@ -45,8 +46,8 @@ class ClusterFailover(ClusterSale):
             seen["t_done"] = time.monotonic()
 
         lp = self.load(acts, rate=120, duration=12, users_per_product=3000, during=fault)
-        self.report("killed %s, replica %s promoted in %.1f s; codes %s; max latency %.0f ms" % (
-            victim.addr, replica.addr, seen["failover_s"], lp.codes(), lp.max_latency() * 1000))
+        self.report("killed %s at %.2f s into the load, replica %s promoted in %.1f s; codes %s; max latency %.0f ms" % (
+            victim.addr, seen["t_kill"] - lp.t0, replica.addr, seen["failover_s"], lp.codes(), lp.max_latency() * 1000))
         self.assertEqual(replica.role(), "master")
         self.check_answers(lp, allowed=(0, 1007, 1011, 1012, 1013, 1008))
         on_victim = [x for x in acts if x["master"] is victim]
@@ -58,6 +59,12 @@ class ClusterFailover(ClusterSale):
             self.report("activity %d (dead master): sold %d, told %d, 1008/1013 answers %d" % (x["aid"], sold, told,
                                                                                             unknown))
             self.assertLessEqual(sold - told, unknown, "wins nobody was told of, beyond the unknown outcomes")
+            told_users = {a.uid for a in lp.wins(x["pid"])}
+            untold = [w for w in ws if w["user_id"] not in told_users]
+            if untold:
+                codes = {a.code for a in lp.answers if a.pid == x["pid"] and a.uid in {w["user_id"] for w in untold}}
+                self.report("activity %d: %d stored win(s) whose client was answered %s (SPEC §8.5: a 1008/1013 "
+                            "consumes no stock)" % (x["aid"], len(untold), codes))
             tokens = set(self.rc.call_key(akey(x["aid"], "tokens"), "HKEYS", akey(x["aid"], "tokens")) or [])
             lost = [a for a in lp.wins(x["pid"]) if a.token not in tokens]
             self.assertEqual(lost, [], "wins told to clients are missing on the promoted replica")
@@ -76,7 +83,12 @@ class ClusterFailover(ClusterSale):
             self.report("master %d: %d wins inside the failover window" % (m, len(inside)))
             self.assertGreater(len(inside), 0, "master %d's activities stopped selling during the failover" % m)
             bad = [a for a in lp.answers if a.pid in mine and a.code in (1008, 1013)]
-            self.assertEqual(len(bad), 0, "activities on a live master answered 1008/1013: %d" % len(bad))
+            self.assertEqual(len(bad), 0, "activities on live master %d answered 1008/1013: %d (%s), at %s s after the kill"
+                             " (the replica was promoted %.2f s after it)" % (
+                                 m, len(bad), {a.code for a in bad},
+                                 sorted(round(a.sched - seen["t_kill"], 2) for a in bad)[:20],
+                                 seen["t_done"] - seen["t_kill"]) + "; per activity and access node: %s" % sorted(
+                                     collections.Counter((a.pid, a.access, a.msg) for a in bad).items()))
         self.assert_no_crossslot()
         for n in self.all_nodes():
             self.assertTrue(n.alive(), n.tail())
