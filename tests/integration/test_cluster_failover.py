@@ -1,6 +1,7 @@
 """Issue 12 / SPEC §8.10 and §9: kill -9 of a master that holds a selling activity, with redis.wait_replicas = 1.
 3 masters with 1 replica each, cluster-node-timeout 1000 ms, 2 access + 2 logic nodes, two activities per master,
-open-loop load on all of them while the master of the first activity is SIGKILLed. Asserted:
+open-loop load on all of them while a master is SIGKILLed: the one that holds a selling activity and the reply
+channel of access1's first thread (the worst case for fault isolation). Asserted:
 - its replica takes over (promoted, owns the slots, cluster_state:ok again);
 - no client told "won" is missing: every token a client received is among /activity/winners and in the activity's
   tokens hash on the new master (WAIT 1 confirmed it on the replica before the client was told);
@@ -20,6 +21,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
+import sk_wire  # noqa: E402
+from sk_cluster import keyslot  # noqa: E402
 from sk_clustersale import ClusterSale, akey  # noqa: E402
 
 MAX_GAP_S = 2.0  # at ~80 requests/s on the live masters' activities, a longer pause in their wins is a stall
@@ -32,8 +35,13 @@ class ClusterFailover(ClusterSale):
 
     def test_kill9_master_mid_sale(self):
         acts = self.create_activities(per_master=2, minimum=6, total=1000, buy_limit=1, tag="failover")
-        victim_act = acts[0]
-        victim = victim_act["master"]
+        # the victim: the master that also holds an access thread's reply channel (sk:reply:<node_id>:<thread>), when
+        # the layout names one: the worst case for "only the activities on its slots answer 1013" (SPEC §9)
+        victim = acts[0]["master"]
+        fmt = getattr(sk_wire, "KEY_FORMATS", {}).get("REPLY")
+        if fmt:
+            victim = self.rc.master_for_slot(keyslot(fmt % (self.access[0].node_id, 0)))
+        victim_act = [x for x in acts if x["master"] is victim][0]
         replica = self.rc.replica_of(victim)
         self.assertIsNotNone(replica, "no replica of %s" % victim.addr)
         seen = {}
@@ -68,8 +76,12 @@ class ClusterFailover(ClusterSale):
             tokens = set(self.rc.call_key(akey(x["aid"], "tokens"), "HKEYS", akey(x["aid"], "tokens")) or [])
             lost = [a for a in lp.wins(x["pid"]) if a.token not in tokens]
             self.assertEqual(lost, [], "wins told to clients are missing on the promoted replica")
+        problems = []  # gathered, so that one run shows every way the live masters' sale suffered
         for x in others:
-            self.check_activity(x, lp)
+            try:
+                self.check_activity(x, lp)
+            except AssertionError as e:
+                problems.append("activity %d on live master %d: %s" % (x["aid"], x["master"].port, e))
         # the other masters kept selling through the failover window: no gap of more than MAX_GAP_S between their wins
         ends = sorted(a.sched + a.lat for a in lp.answers if a.code == 0 and a.pid in {x["pid"] for x in others})
         inside = [seen["t_kill"]] + [t for t in ends if seen["t_kill"] <= t <= seen["t_done"]] + [seen["t_done"]]
@@ -83,12 +95,15 @@ class ClusterFailover(ClusterSale):
             self.report("master %d: %d wins inside the failover window" % (m, len(inside)))
             self.assertGreater(len(inside), 0, "master %d's activities stopped selling during the failover" % m)
             bad = [a for a in lp.answers if a.pid in mine and a.code in (1008, 1013)]
-            self.assertEqual(len(bad), 0, "activities on live master %d answered 1008/1013: %d (%s), at %s s after the kill"
+            if bad:
+                problems.append("activities on live master %d answered 1008/1013: %d (%s), at %s s after the kill"
                              " (the replica was promoted %.2f s after it)" % (
                                  m, len(bad), {a.code for a in bad},
                                  sorted(round(a.sched - seen["t_kill"], 2) for a in bad)[:20],
                                  seen["t_done"] - seen["t_kill"]) + "; per activity and access node: %s" % sorted(
                                      collections.Counter((a.pid, a.access, a.msg) for a in bad).items()))
+        if problems:
+            self.fail("\n".join(problems))
         self.assert_no_crossslot()
         for n in self.all_nodes():
             self.assertTrue(n.alive(), n.tail())
