@@ -52,7 +52,7 @@ import unittest
 
 from sk_proc import (  # noqa: F401  (re-exported: tests import these from harness)
     ProcessExited, _ephemeral_range, _hard_kill, _procs, _procs_lock, _Server, _spawn, _spawned, _tail,
-    free_port, kill_all, make_tmp, port_is_listening, tmpdir, wait_until)
+    free_port, kill_all, make_tmp, netns_enter, port_is_listening, tmpdir, wait_until)
 from sk_wire import (  # noqa: F401  (re-exported: tests import these from harness)
     RESULT_BUCKET_MS, RESULT_KEEP_S, TOKEN_FIELDS, RedisError, _resp_encode, _RespReader, http, result_key,
     result_keep_until, sign, signed_params, stored_results, token_fields, token_info, user_key, user_wins, KEY_FORMATS,
@@ -84,6 +84,8 @@ class Redis(_Server):
     """A private redis-server on a free loopback port, AOF on, data under tmp/redis-<port>."""
 
     name = "redis"
+    host = "127.0.0.1"  # the address it binds and is reached at
+    netns = None  # the network namespace it runs in (sk_proc.netns_enter), None: this one
 
     def __init__(self, tmp, password=None, appendfsync="always", port=None, extra_args=()):
         self.tmp = tmp
@@ -100,11 +102,11 @@ class Redis(_Server):
 
     @property
     def addr(self):
-        return "127.0.0.1:%d" % self.port
+        return "%s:%d" % (self.host, self.port)
 
     def _argv(self):
         argv = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--daemonize", "no",
+            "redis-server", "--port", str(self.port), "--bind", self.host, "--dir", self.dir, "--daemonize", "no",
             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "", "--logfile", self.logfile,
             "--protected-mode", "yes"
         ]
@@ -120,7 +122,7 @@ class Redis(_Server):
         first = self.proc is None
         for attempt in range(3):
             os.makedirs(self.dir, exist_ok=True)
-            self.proc = _spawn(self._argv(), self.outfile)
+            self.proc = _spawn(self._argv(), self.outfile, netns=self.netns)
             try:
                 wait_until(lambda: self._ping_or_die(), timeout=timeout, interval=0.02, msg="redis PING")
                 return self
@@ -135,7 +137,7 @@ class Redis(_Server):
     def restart(self, timeout=15):
         """Stop (SIGTERM) if running, then start again on the same port with the same data dir."""
         self.stop()
-        self.proc = _spawn(self._argv(), self.outfile)
+        self.proc = _spawn(self._argv(), self.outfile, netns=self.netns)
         wait_until(lambda: self._ping_or_die(), timeout=timeout, interval=0.02, msg="redis PING after restart")
         return self
 
@@ -150,25 +152,27 @@ class Redis(_Server):
 
     def call(self, *args, timeout=5):
         """One command over a fresh connection; returns the parsed reply, raises RedisError on an error reply."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+        with netns_enter(self.netns), socket.create_connection((self.host, self.port), timeout=timeout) as s:
             payload = b""
             if self.password:
                 payload += _resp_encode(["AUTH", self.password])
             payload += _resp_encode(args)
             s.sendall(payload)
             r = _RespReader(s)
-            if self.password:
+            with r.f:
+                if self.password:
+                    v = r.read()
+                    if isinstance(v, RedisError):
+                        raise v
                 v = r.read()
-                if isinstance(v, RedisError):
-                    raise v
-            v = r.read()
             if isinstance(v, RedisError):
                 raise v
             return v
 
     def cli(self, *args, input=None, timeout=30):
         """Run redis-cli against this server; returns stdout without the trailing newline."""
-        argv = ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port)]
+        argv = (["ip", "netns", "exec", self.netns] if self.netns else []) + ["redis-cli", "-h", self.host, "-p",
+                                                                             str(self.port)]
         if self.password:
             argv += ["-a", self.password, "--no-auth-warning"]
         argv += [str(a) for a in args]
@@ -197,6 +201,8 @@ class Etcd(_Server):
     """A private single-member etcd on free loopback ports, data under tmp/etcd-<port>."""
 
     name = "etcd"
+    host = "127.0.0.1"
+    netns = None
 
     def __init__(self, tmp, port=None, peer_port=None, progress_interval="1s", extra_args=()):
         self.tmp = tmp
@@ -212,10 +218,10 @@ class Etcd(_Server):
 
     @property
     def endpoint(self):
-        return "http://127.0.0.1:%d" % self.port
+        return "http://%s:%d" % (self.host, self.port)
 
     def _argv(self):
-        peer = "http://127.0.0.1:%d" % self.peer_port
+        peer = "http://%s:%d" % (self.host, self.peer_port)
         return [
             "etcd", "--name", "sk", "--data-dir", self.dir, "--listen-client-urls", self.endpoint,
             "--advertise-client-urls", self.endpoint, "--listen-peer-urls", peer, "--initial-advertise-peer-urls",
@@ -227,8 +233,10 @@ class Etcd(_Server):
     def _healthy_or_die(self):
         if self.proc.poll() is not None:
             raise ProcessExited("etcd exited with %s:\n%s" % (self.proc.returncode, _tail(self.outfile)))
-        conn = httpclient.HTTPConnection("127.0.0.1", self.port, timeout=1)
+        conn = httpclient.HTTPConnection(self.host, self.port, timeout=1)
         try:
+            with netns_enter(self.netns):
+                conn.connect()
             conn.request("GET", "/health")
             return json.loads(conn.getresponse().read()).get("health") == "true"
         except (OSError, ValueError, httpclient.HTTPException):
@@ -243,7 +251,7 @@ class Etcd(_Server):
             return self
         first = self.proc is None
         for attempt in range(3):
-            self.proc = _spawn(self._argv(), self.outfile)
+            self.proc = _spawn(self._argv(), self.outfile, netns=self.netns)
             try:
                 wait_until(self._healthy_or_die, timeout=timeout, interval=0.05, msg="etcd /health")
                 return self
@@ -258,14 +266,14 @@ class Etcd(_Server):
     def restart(self, timeout=20):
         """Stop (SIGTERM) if running, then start again with the same ports and data dir."""
         self.stop()
-        self.proc = _spawn(self._argv(), self.outfile)
+        self.proc = _spawn(self._argv(), self.outfile, netns=self.netns)
         wait_until(self._healthy_or_die, timeout=timeout, interval=0.05, msg="etcd /health after restart")
         return self
 
     def ctl(self, *args, input=None, timeout=30, check=True):
         """Run `ETCDCTL_API=3 etcdctl --endpoints=... args`; returns stdout without the trailing newline."""
         env = dict(os.environ, ETCDCTL_API="3")
-        argv = ["etcdctl", "--endpoints=" + self.endpoint, "--dial-timeout=3s", "--command-timeout=10s"]
+        argv = (["ip", "netns", "exec", self.netns] if self.netns else []) + ["etcdctl", "--endpoints=" + self.endpoint, "--dial-timeout=3s", "--command-timeout=10s"]
         argv += [str(a) for a in args]
         r = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, env=env)
         if check and r.returncode != 0:
@@ -276,8 +284,10 @@ class Etcd(_Server):
 
     # Fast key access through the JSON gateway (no subprocess).
     def _gw(self, path, obj, timeout=5):
-        conn = httpclient.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = httpclient.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
+            with netns_enter(self.netns):
+                conn.connect()
             conn.request("POST", "/v3/" + path, body=json.dumps(obj), headers={"Content-Type": "application/json"})
             resp = conn.getresponse()
             data = json.loads(resp.read() or b"{}")
@@ -372,8 +382,10 @@ class Node(_Server):
     """One seckilld process with its own config file, free ports, SQLite file and log file in tmp."""
 
     name = "seckilld"
+    netns = None  # the network namespace it runs in; its status listener is reached from inside it
 
-    def __init__(self, tmp, redis, etcd, plugins="access,logic,admin", conf=None, name=None, asan=False, env=None):
+    def __init__(self, tmp, redis, etcd, plugins="access,logic,admin", conf=None, name=None, asan=False, env=None,
+                 netns=None):
         seq = next(_node_seq)
         self.tmp = tmp
         self.redis = redis
@@ -381,6 +393,7 @@ class Node(_Server):
         self.name = name or "node%d" % seq
         self.asan = asan
         self.env = env
+        self.netns = netns
         self.binary = _binary(asan)
         self.conf_path = os.path.join(tmp, self.name + ".conf")
         self.outfile = os.path.join(tmp, self.name + ".out")
@@ -443,7 +456,7 @@ class Node(_Server):
             raise RuntimeError("no seckilld binary at %s (build first, or set SK_BUILD_DIR)" % self.binary)
         self.write_conf()
         self.proc = _spawn([self.binary, "-c", self.conf_path] + [str(a) for a in args], self.outfile,
-                           env=_child_env(self.env, self.asan))
+                           env=_child_env(self.env, self.asan), netns=self.netns)
         if wait:
             self.wait_ready(timeout)
         return self
@@ -454,7 +467,8 @@ class Node(_Server):
                 raise ProcessExited("seckilld %s exited early with %s\n%s" % (self.name, self.proc.returncode,
                                                                              self.tail()))
             try:
-                st, _, _ = http("GET", self.status + "/healthz", timeout=1)
+                with netns_enter(self.netns):
+                    st, _, _ = http("GET", self.status + "/healthz", timeout=1)
                 return st in (200, 503)
             except (OSError, httpclient.HTTPException):
                 return False

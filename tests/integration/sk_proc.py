@@ -42,8 +42,11 @@ def _pdeathsig_preexec():
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _spawn(argv, stdout_path, env=None, cwd=None):
-    """Popen with output to a file, registered for cleanup, dying with us when possible."""
+def _spawn(argv, stdout_path, env=None, cwd=None, netns=None):
+    """Popen with output to a file, registered for cleanup, dying with us when possible. With netns, the program runs
+    inside that network namespace (`ip netns exec` execs it: the pid is the program's own)."""
+    if netns:
+        argv = ["ip", "netns", "exec", netns] + list(argv)
     out = open(stdout_path, "ab", buffering=0)
     try:
         main_thread = threading.current_thread() is threading.main_thread()
@@ -84,11 +87,29 @@ def kill_all():
         _hard_kill(p)
 
 
-atexit.register(kill_all)
+_exit_hooks = []  # run after kill_all at exit and on a fatal signal (e.g. deleting network namespaces)
+
+
+def at_exit(fn):
+    """Run fn() once when the test process ends (normally or on SIGTERM/SIGINT/SIGHUP), after its children are
+    killed. Returns fn."""
+    _exit_hooks.append(fn)
+    return fn
+
+
+def _run_exit_hooks():
+    kill_all()
+    while _exit_hooks:
+        fn = _exit_hooks.pop()
+        with contextlib.suppress(Exception):
+            fn()
+
+
+atexit.register(_run_exit_hooks)
 
 
 def _on_fatal_signal(signum, frame):
-    kill_all()
+    _run_exit_hooks()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
@@ -96,6 +117,33 @@ def _on_fatal_signal(signum, frame):
 for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
     with contextlib.suppress(ValueError, OSError):  # not the main thread of the interpreter
         signal.signal(_sig, _on_fatal_signal)
+
+_CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def netns_enter(name):
+    """Run the body with the calling thread inside network namespace `name` (/run/netns/<name>): sockets created (and
+    connected) in it belong to that namespace and keep working after the thread has switched back. None: a no-op."""
+    if not name:
+        yield
+        return
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open("/run/netns/" + name, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if _libc is None or _libc.setns(target, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns into network namespace %s failed" % name)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            if _libc.setns(own, _CLONE_NEWNET) != 0:  # a thread left in the wrong namespace would lie everywhere
+                os._exit(70)
+    finally:
+        os.close(own)
+
 
 # ---------------------------------------------------------------------------------------------
 # Temporary directories and ports
