@@ -461,18 +461,35 @@ on_sub_msg(sk_redis_t *conn, const char *channel, const char *msg, size_t len, v
 }
 
 /* The subscriber conn lives on the master of the first channel's slot; a new one is made when that node stopped
- * being a master (the conn itself re-subscribes after its own reconnects). */
+ * being a master (the conn itself re-subscribes after its own reconnects). A plain PUBLISH reaches every node of the
+ * cluster, so any master serves as well: when the conn to ours is down (a master killed, before the cluster has
+ * promoted its replica), the subscription moves to the next master at once instead of waiting out the failover, so
+ * that an access thread keeps hearing the answers of the activities on the masters still up. */
 static void
 place_subscriber(sk_redis_cluster_t *cl)
 {
     if (cl->nsubs == 0 || !cl->map_known || cl->freeing)
         return;
-    if (cl->sub_conn != NULL && cl->nodes[cl->sub_node].master)
+    int down = cl->sub_conn != NULL && sk_redis_conn_state(cl->sub_conn) == SK_CONN_DOWN;
+    if (cl->sub_conn != NULL && cl->nodes[cl->sub_node].master && !down)
         return;
     const char *ch = cl->subs[0].channel;
     uint8_t ni = cl->slots[sk_cluster_keyslot(ch, strlen(ch))];
-    if (ni == NO_NODE)
-        return;
+    if (down || ni == NO_NODE) {
+        /* the next master after the one that failed, round the node list */
+        size_t from = cl->sub_conn != NULL ? (size_t)cl->sub_node : 0;
+        ni = NO_NODE;
+        for (size_t k = 1; k <= cl->nnodes && ni == NO_NODE; ++k) {
+            size_t i = (from + k) % cl->nnodes;
+            if (cl->nodes[i].master && (!down || i != (size_t)cl->sub_node))
+                ni = (uint8_t)i;
+        }
+        if (ni == NO_NODE)
+            return;
+        if (down)
+            sk_logf(SK_LOG_WARN, cl->who, "redis cluster: subscriber conn to %s:%d is down; subscribing on %s:%d",
+                    cl->nodes[cl->sub_node].ip, cl->nodes[cl->sub_node].port, cl->nodes[ni].ip, cl->nodes[ni].port);
+    }
     if (cl->sub_conn != NULL)
         sk_redis_free(cl->sub_conn);
     cl->sub_node = ni;
@@ -648,6 +665,7 @@ on_house(sk_timer_t *t, void *data)
     if (!cl->map_known || cl->refresh_wanted || now - cl->last_refresh >= REFRESH_EVERY_MS ||
         (down && now - cl->down_since >= REFRESH_AFTER_DOWN_MS && now - cl->last_refresh >= REFRESH_AFTER_DOWN_MS))
         refresh(cl);
+    place_subscriber(cl); /* a subscriber whose master went down moves to another master */
     if (!cl->map_known && !cl->logged_no_map && now - cl->created_at > 5000) {
         cl->logged_no_map = 1;
         sk_logf(SK_LOG_WARN, cl->who, "redis cluster %s: no slot map yet", cl->host->conf.redis_addr);

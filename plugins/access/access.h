@@ -34,6 +34,7 @@
 #define SK_ACCESS_ALIVE_HOLD_MS 5000 /* a failed read of the live-logic count keeps the last good one this long */
 #define SK_ACCESS_MAX_POLLED 4096    /* activities polled for sold counts */
 #define SK_ACCESS_LEARNED 16         /* sold-out flags learned from 1007 answers, per thread */
+#define SK_ACCESS_SUB_GRACE_MS 1000  /* redis.cluster: how long requests are still queued while the subscriber moves */
 
 typedef struct st_sk_access_control_t sk_access_control_t;
 typedef struct st_sk_access_pending_t sk_access_pending_t;
@@ -81,8 +82,9 @@ typedef struct st_sk_access_thread_t {
     unsigned index;
     sk_hmac_t *hmac;
     sk_redis_t *cmd, *sub;
-    char channel[192];   /* sk:reply:<node_id>:<index> */
-    char id_prefix[192]; /* <node_id>:<index>: */
+    uint64_t sub_down_ms; /* loop ms since which the reply subscriber has been seen down, 0 while it is up */
+    char channel[192];    /* sk:reply:<node_id>:<index> */
+    char id_prefix[192];  /* <node_id>:<index>: */
     sk_access_live_t *live;
     sk_blset_t *bl;
     sk_bloverlay_t *overlay;

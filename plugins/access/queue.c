@@ -390,6 +390,24 @@ on_submit_timer(sk_timer_t *tm, void *data)
     flush_submits(data);
 }
 
+/* Whether answers can be heard. On a Redis Cluster the subscriber moves to another master when its own dies (any node
+ * hears every PUBLISH); for that moment requests are still queued: one whose answer is missed is settled at its
+ * deadline from the stored result, so the activities on the masters still up keep selling instead of answering
+ * 1013. On one Redis a subscriber that is down means Redis is. */
+static int
+sub_usable(sk_access_thread_t *t)
+{
+    const sk_host_api_t *api = t->a->api;
+    if (api->redis_connected(t->sub)) {
+        t->sub_down_ms = 0;
+        return 1;
+    }
+    uint64_t now = api->now_ms(t->thr);
+    if (t->sub_down_ms == 0)
+        t->sub_down_ms = now;
+    return t->a->conf->redis_cluster && now - t->sub_down_ms < SK_ACCESS_SUB_GRACE_MS;
+}
+
 void
 sk_access_queue_submit(sk_access_thread_t *t, h2o_req_t *req, const sk_access_signed_t *sp, const sk_activity_t *act,
                        const char *ip)
@@ -402,7 +420,7 @@ sk_access_queue_submit(sk_access_thread_t *t, h2o_req_t *req, const sk_access_si
         api->reply(req, SK_E_UNAVAILABLE, "service unavailable: too many requests in flight", NULL);
         return;
     }
-    if (!api->redis_connected(t->cmd) || !api->redis_connected(t->sub)) {
+    if (!api->redis_connected(t->cmd) || !sub_usable(t)) {
         atomic_fetch_sub(&a->inflight, 1);
         api->reply(req, SK_E_UNAVAILABLE, "service unavailable: Redis unreachable", NULL);
         return;
