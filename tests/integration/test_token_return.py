@@ -397,5 +397,58 @@ class TokenCrashTest(harness.TestCase):
         self.logic.stop()
 
 
+class TokenClusterTest(harness.TestCase):
+    """The same life cycle on a 3-master Redis Cluster: every script of an activity is one slot, so cancel, consume and
+    the reaper run there unchanged, with activities on different masters."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.masters = []
+        for i in range(3):
+            conf = os.path.join(cls.tmp, "cluster-%d.conf" % i)
+            port = harness.free_port()
+            while port > 55535 or harness.port_is_listening(port + 10000):  # the bus port is port + 10000
+                port = harness.free_port()
+            cls.masters.append(Redis(cls.tmp, port=port, extra_args=("--cluster-enabled", "yes", "--cluster-config-file", conf,
+                                                          "--cluster-node-timeout", "2000")).start())
+        cls.masters[0].cli("--cluster", "create", *[m.addr for m in cls.masters], "--cluster-replicas", "0",
+                           "--cluster-yes", timeout=60)
+        wait_until(lambda: "cluster_state:ok" in cls.masters[0].call("CLUSTER", "INFO"), timeout=20,
+                   msg="cluster ok")
+        cls.etcd = Etcd(cls.tmp).start()
+        cls.front = Node(cls.tmp, None, cls.etcd, plugins="access,logic,admin",
+                         conf={"threads": 2, "access.trusted_proxies": "127.0.0.1", "logic.token_ttl": TTL,
+                               "redis.cluster": "true", "redis.addr": ",".join(m.addr for m in cls.masters)}).start()
+        wait_until(lambda: http("GET", cls.front.status + "/healthz")[0] == 200, timeout=20, msg="front healthy")
+
+    def test_return_on_cluster(self):
+        """Three activities (spread over the masters): sell out, consume 2, cancel 1 of each; the rest expires and is
+        back within 2 s; a new wave wins exactly the returned units."""
+        slots = set()
+        for i in range(3):
+            total = 6
+            pid, aid = create(self, self.front.admin, self.front.access, "cl-%d" % i, total)
+            slots.add(int(self.masters[0].call("CLUSTER", "KEYSLOT", key(aid, "tokens"))) * 3 // 16384)
+            tr = TokenReturnTest
+            won = tr.wave(self, pid, [700000 + 100 * i + u for u in range(20)])
+            self.assertEqual(len(won), total)
+            for u, d in won[:2]:
+                self.assertEqual(tr.token_call(self, "consume", u, pid, d["token"])["code"], 0)
+            u, d = won[2]
+            self.assertEqual(tr.token_call(self, "cancel", u, pid, d["token"])["code"], 0)
+            self.assertEqual(tr.activity(self, aid)["left"], 1)
+            wait_until(lambda: tr.activity(self, aid)["left"] == total - 2,
+                       timeout=max(d["expires_at"] for _, d in won) - time.time() + 2.0, msg="units back")
+            a = tr.activity(self, aid)
+            self.assertEqual((a["consumed"], a["cancelled"], a["expired"]), (2, 1, 3))
+            time.sleep(0.6)  # the access poll
+            again = tr.wave(self, pid, [700050 + 100 * i + u for u in range(20)])
+            self.assertEqual(len(again), total - 2)
+        sys.stderr.write("activities on %d of 3 masters' slot ranges\n" % len(slots))
+
+    kill = TokenReturnTest.kill
+
+
 if __name__ == "__main__":
     harness.main()
