@@ -338,6 +338,40 @@ class TokenCrashTest(harness.TestCase):
                          "Redis CPU %.2f s = %.1f us per returned unit\n" % (left, span, cpu, cpu / left * 1e6))
         self.logic.stop()
 
+    def test_reap_and_cancel_scripts_direct(self):
+        """The scripts alone, on an activity no node reaps (not in etcd): 4 threads run redis/logic_reap.lua and 2 run
+        redis/admin_token_cancel.lua over the same 5,000 due tokens at once; the units they report add up to 5,000
+        exactly, and the bookkeeping agrees (sold 0, users empty, each token decided once)."""
+        n, aid, pid = 5000, 999, 99
+        self.assertEqual(self.inject(pid, aid, n, int(time.time()) - 1, 0), n)
+        ks = [key(aid, k) for k in ("tokens", "sold", "users", "expiry", "token_counts")]
+        reap, cancel = harness.script_source("logic_reap"), harness.script_source("admin_token_cancel")
+        got = []
+
+        def reaper():
+            mine = 0
+            while True:
+                back, popped = self.redis.call("EVAL", reap, 5, *ks, 64)
+                mine += back
+                if popped == 0:
+                    return mine
+
+        def canceller(start):
+            # past expires_at: cancel must refuse (the reaper owns the token) and return nothing
+            codes = set()
+            for i in range(start, n + 1, 50):
+                codes.add(self.redis.call("EVAL", cancel, 5, *ks, i, pid, "inj%013d" % i)[0])
+            return codes
+
+        with concurrent.futures.ThreadPoolExecutor(6) as ex:
+            reapers = [ex.submit(reaper) for _ in range(4)]
+            cancels = [ex.submit(canceller, s) for s in (1, 2)]
+            got = [f.result() for f in reapers]
+            self.assertEqual(set().union(*[f.result() for f in cancels]), {1002})
+        self.assertEqual(sum(got), n, got)
+        by = self.check_once(aid, n)
+        self.assertEqual(by["expired"], n)
+
     def cpu(self):
         info = self.redis.call("INFO", "cpu")
         f = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
