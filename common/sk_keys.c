@@ -24,6 +24,10 @@ static const char *const formats[SK_KEY_COUNT] = {
     [SK_KEY_USERS] = "sk:{a%lld}:users",
     [SK_KEY_TOKENS] = "sk:{a%lld}:tokens",
     [SK_KEY_WINS] = "sk:{a%lld}:wins",
+    /* zset token -> expires_at, written with the win; the reaper pops what is due (never a scan of every token) */
+    [SK_KEY_EXPIRY] = "sk:{a%lld}:exp",
+    /* hash: consumed, cancelled, expired (returned = cancelled + expired), each counted once by the deciding script */
+    [SK_KEY_TOKEN_COUNTS] = "sk:{a%lld}:tcount",
     [SK_KEY_SEC_PREFIX] = "sk:{a%lld}:sec:",
     /* aid, minute of the deadline */
     [SK_KEY_RESULT] = "sk:{a%lld}:res:%lld",

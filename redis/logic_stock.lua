@@ -1,6 +1,7 @@
 -- The atomic step for a batch of entries of one activity, each decided as if alone, in stream order.
 -- KEYS: 1 total, 2 sold, 3 users (uid -> 'wins token expires_at ...'),
---       4 tokens (token -> 'uid pid aid issued_at expires_at'), 5 winners, then each entry's result bucket
+--       4 tokens (token -> 'uid pid aid issued_at expires_at'), 5 winners,
+--       6 the expiry index (token -> expires_at, for logic_reap.lua), then each entry's result bucket
 -- ARGV: 1 aid, 2 pid, 3 buy_limit, 4 speed, 5 snapshot_total, 6 per-second key prefix, then 10 per entry:
 --       deadline_ms, stream_ms, pre_code, allow, token, ttl, uid, reply channel, request id, bucket expireat;
 --       then, optionally, '1' (hold the wins: redis.wait_replicas > 0)
@@ -14,11 +15,11 @@ local limit, speed = tonumber(ARGV[3]), tonumber(ARGV[4])
 local seckey = ARGV[6] .. t[1]
 local total, sold, secn
 local out, wins, pubs, chans, kept, keptn = {}, {}, {}, {}, {}, {}
-local n = #KEYS - 5
+local n = #KEYS - 6
 local hold = #ARGV == 7 + n * 10 and ARGV[#ARGV] == '1'
 for i = 1, n do
   local a = 6 + (i - 1) * 10
-  local rk, id = KEYS[5 + i], ARGV[a + 9]
+  local rk, id = KEYS[6 + i], ARGV[a + 9]
   local deadline = tonumber(ARGV[a + 1])
   local res
   if now_ms > deadline or tonumber(ARGV[a + 2]) > deadline then
@@ -70,6 +71,8 @@ for i = 1, n do
         local rest = held and string.match(held, '^%d+ (.*)$')
         redis.call('HSET', KEYS[3], uid, (mine + 1) .. ' ' .. (rest and (rest .. ' ') or '') .. tok .. ' ' .. exp)
         wins[#wins + 1] = uid .. ' ' .. tok .. ' ' .. t[1] .. ' ' .. exp
+        -- indexed in the same step as the win: no token can exist that the reaper will not find
+        redis.call('ZADD', KEYS[6], exp, tok)
       end
     end
   end

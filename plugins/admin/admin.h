@@ -48,12 +48,13 @@ typedef struct st_sk_admin_t {
     char token_sha[65]; /* sha256 of admin.token: compared digest to digest, so unequal lengths leak nothing */
     sk_admin_ts_t *ts;  /* written and read on the admin thread only */
     atomic_long inflight;
-    atomic_long etcd_pending;     /* keys waiting for etcd (gauge) */
-    atomic_long policy_events;    /* policy events posted to the admin thread and not yet stored */
-    atomic_ulong sync_failures;   /* failed etcd puts/deletes */
-    atomic_ulong orders_created;  /* successful /token/consume */
-    atomic_ulong history_dropped; /* policy events dropped because the queue was full */
-    atomic_int history_catch_up;  /* set when an event was dropped: the admin thread re-reads policies/ */
+    atomic_long etcd_pending;      /* keys waiting for etcd (gauge) */
+    atomic_long policy_events;     /* policy events posted to the admin thread and not yet stored */
+    atomic_ulong sync_failures;    /* failed etcd puts/deletes */
+    atomic_ulong orders_created;   /* successful /token/consume */
+    atomic_ulong tokens_cancelled; /* successful /token/cancel */
+    atomic_ulong history_dropped;  /* policy events dropped because the queue was full */
+    atomic_int history_catch_up;   /* set when an event was dropped: the admin thread re-reads policies/ */
 } sk_admin_t;
 
 struct st_sk_admin_ts_t {
@@ -126,6 +127,9 @@ typedef struct st_sk_admin_winner_t {
 } sk_admin_winner_t;
 /** Parses one entry of sk:{a<ID>}:wins, "user_id token issued_at expires_at". 0 or -1. */
 int sk_admin_winner_parse(const char *s, size_t len, sk_admin_winner_t *w);
+/** The state of a token from its value in sk:{a<ID>}:tokens: "live", "consumed", "cancelled", "expired", or
+ * "unknown" (NULL or malformed). Pure. */
+const char *sk_admin_token_state(const char *s, size_t len);
 
 /* ---- body.c: parameters from the query string and a form or JSON body (pure) ---- */
 
@@ -255,5 +259,7 @@ int sk_admin_policy_catch_up(sk_admin_ts_t *ts);
 /** Admin thread: finishes orders left pending by a crash or a Redis failure. */
 void sk_admin_token_redrive(sk_admin_ts_t *ts);
 void sk_admin_token_dispose(sk_admin_ts_t *ts);
+/** Admin thread: POST /token/cancel with its parsed form (routes_cancel.c). */
+void sk_admin_token_cancel(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f);
 
 #endif

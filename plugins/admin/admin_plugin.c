@@ -121,6 +121,7 @@ admin_status(void *instp, cJSON *obj)
     cJSON_AddNumberToObject(obj, "etcd_pending", (double)atomic_load(&inst->etcd_pending));
     cJSON_AddNumberToObject(obj, "etcd_sync_failures", (double)atomic_load(&inst->sync_failures));
     cJSON_AddNumberToObject(obj, "orders_created", (double)atomic_load(&inst->orders_created));
+    cJSON_AddNumberToObject(obj, "tokens_cancelled", (double)atomic_load(&inst->tokens_cancelled));
     cJSON_AddNumberToObject(obj, "policy_events_dropped", (double)atomic_load(&inst->history_dropped));
     cJSON_AddNumberToObject(obj, "inflight", (double)atomic_load(&inst->inflight));
 }
@@ -133,6 +134,8 @@ admin_metrics(void *instp, FILE *out)
     fprintf(out, "# TYPE seckill_admin_etcd_sync_failures_total counter\nseckill_admin_etcd_sync_failures_total %lu\n",
             atomic_load(&inst->sync_failures));
     fprintf(out, "# TYPE seckill_admin_orders_total counter\nseckill_admin_orders_total %lu\n", atomic_load(&inst->orders_created));
+    fprintf(out, "# TYPE seckill_admin_tokens_cancelled_total counter\nseckill_admin_tokens_cancelled_total %lu\n",
+            atomic_load(&inst->tokens_cancelled));
 }
 
 static const sk_plugin_desc_t admin_desc = {

@@ -449,3 +449,25 @@ sk_admin_winner_parse(const char *s, size_t len, sk_admin_winner_t *w)
         return -1;
     return 0;
 }
+
+const char *
+sk_admin_token_state(const char *s, size_t len)
+{
+    /* "user_id product_id activity_id issued_at expires_at[ state]": the sixth field is written once, by whichever of
+     * consume (an order id), cancel or the reaper decided the token */
+    size_t pos = 0, flen = 0;
+    const char *f = NULL;
+    if (s == NULL)
+        return "unknown";
+    for (int i = 0; i < 5; ++i)
+        if (next_field(s, len, &pos, &f, &flen) != 0)
+            return "unknown";
+    if (next_field(s, len, &pos, &f, &flen) != 0)
+        return "live";
+    if (flen == 9 && memcmp(f, "cancelled", 9) == 0)
+        return "cancelled";
+    if (flen == 7 && memcmp(f, "expired", 7) == 0)
+        return "expired";
+    int64_t oid;
+    return sk_parse_int64(f, flen, 1, INT64_MAX, &oid) == 0 ? "consumed" : "unknown";
+}

@@ -1,5 +1,6 @@
 /*
- * /activity/create, /activity/update, /activity/delete, /activity/list, /activity/winners.
+ * /activity/create, /activity/update, /activity/delete, /activity/list, /activity/winners (with each token's state:
+ * live, consumed, cancelled or expired).
  *
  * Order of a change: validate (fields, product, overlap of enabled windows) -> SQLite (with the etcd key marked
  * pending) -> Redis total -> one etcd attempt -> answer. The Redis total is written before etcd, so that when nodes see
@@ -302,6 +303,7 @@ typedef struct st_list_job_t list_job_t;
 typedef struct st_list_get_t {
     list_job_t *job;
     size_t i;
+    int counts; /* the HMGET of the token counts, not the MGET */
 } list_get_t;
 
 struct st_list_job_t {
@@ -311,6 +313,7 @@ struct st_list_job_t {
     size_t n, cap;
     list_get_t *gets;
     int64_t *sold, *total; /* per activity, from its MGET */
+    int64_t (*counts)[3];  /* per activity: consumed, cancelled, expired (HMGET of its token counts) */
     size_t outstanding;
     int failed; /* a read failed: sold and left are reported unknown for all, as when Redis is down */
 };
@@ -359,6 +362,11 @@ list_reply(list_job_t *job, h2o_req_t *req, int have_redis)
             cJSON_AddNumberToObject(o, "sold", (double)sold);
             cJSON_AddNumberToObject(o, "left", (double)(total > sold ? total - sold : 0));
             cJSON_AddNumberToObject(o, "redis_total", (double)total);
+            /* sold counts live and consumed tokens; returned ones (cancelled + expired) are on sale again */
+            cJSON_AddNumberToObject(o, "consumed", (double)job->counts[i][0]);
+            cJSON_AddNumberToObject(o, "cancelled", (double)job->counts[i][1]);
+            cJSON_AddNumberToObject(o, "expired", (double)job->counts[i][2]);
+            cJSON_AddNumberToObject(o, "returned", (double)(job->counts[i][1] + job->counts[i][2]));
         } else {
             cJSON_AddNullToObject(o, "sold");
             cJSON_AddNullToObject(o, "left");
@@ -375,6 +383,7 @@ list_job_free(list_job_t *job)
     free(job->gets);
     free(job->sold);
     free(job->total);
+    free(job->counts);
     free(job);
 }
 
@@ -393,7 +402,12 @@ on_list_mget(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     list_get_t *g = data;
     list_job_t *job = g->job;
     (void)r;
-    if (err == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+    if (g->counts && err == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
+        for (size_t k = 0; k < 3; ++k)
+            job->counts[g->i][k] = reply_int(reply->element[k], 0);
+    } else if (g->counts) {
+        job->failed = 1;
+    } else if (err == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
         job->sold[g->i] = reply_int(reply->element[0], 0);
         job->total[g->i] = reply_int(reply->element[1], -1);
     } else {
@@ -417,10 +431,11 @@ list(sk_admin_ts_t *ts, h2o_req_t *req)
         reply_store_error(ts, req);
         return;
     }
-    job->gets = calloc(job->n ? job->n : 1, sizeof(*job->gets));
+    job->gets = calloc(job->n ? 2 * job->n : 1, sizeof(*job->gets));
+    job->counts = calloc(job->n ? job->n : 1, sizeof(*job->counts));
     job->sold = calloc(job->n ? job->n : 1, sizeof(*job->sold));
     job->total = calloc(job->n ? job->n : 1, sizeof(*job->total));
-    if (job->n == 0 || ts->redis == NULL || job->gets == NULL || job->sold == NULL || job->total == NULL) {
+    if (job->n == 0 || ts->redis == NULL || job->gets == NULL || job->sold == NULL || job->total == NULL || job->counts == NULL) {
         list_reply(job, req, 0);
         list_job_free(job);
         return;
@@ -434,8 +449,17 @@ list(sk_admin_ts_t *ts, h2o_req_t *req)
         sk_admin_key(total, sizeof(total), SK_KEY_TOTAL, job->v[i].activity_id);
         const char *argv[] = {"MGET", sold, total};
         size_t lens[] = {4, strlen(sold), strlen(total)};
-        job->gets[i] = (list_get_t){job, i};
+        job->gets[i] = (list_get_t){job, i, 0};
         if (ts->inst->api->redis_cmdargv(ts->redis, on_list_mget, &job->gets[i], 0, 3, argv, lens) == 0)
+            job->outstanding++;
+        else
+            job->failed = 1;
+        char counts[64];
+        sk_admin_key(counts, sizeof(counts), SK_KEY_TOKEN_COUNTS, job->v[i].activity_id);
+        const char *hargv[] = {"HMGET", counts, "consumed", "cancelled", "expired"};
+        size_t hlens[] = {5, strlen(counts), 8, 9, 7};
+        job->gets[job->n + i] = (list_get_t){job, i, 1};
+        if (!job->failed && ts->inst->api->redis_cmdargv(ts->redis, on_list_mget, &job->gets[job->n + i], 0, 5, hargv, hlens) == 0)
             job->outstanding++;
         else
             job->failed = 1;
@@ -450,10 +474,19 @@ typedef struct st_winners_job_t {
     sk_admin_ts_t *ts;
     sk_admin_reqref_t ref;
     int64_t activity_id, offset;
+    sk_admin_winner_t *w; /* the page of the winners list, then each one's token state from one HMGET */
+    size_t n;
 } winners_job_t;
 
 static void
-on_winners(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+winners_job_free(winners_job_t *job)
+{
+    free(job->w);
+    free(job);
+}
+
+static void
+on_states(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     winners_job_t *job = data;
     sk_admin_ts_t *ts = job->ts;
@@ -461,31 +494,85 @@ on_winners(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     h2o_req_t *req = sk_admin_reqref_take(ts->inst, &job->ref);
     if (req == NULL)
         goto out;
-    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != job->n) {
         sk_admin_replyf(ts->inst, req, SK_E_UNAVAILABLE, NULL, "redis: %s", err != NULL ? err : "bad reply");
         goto out;
     }
     cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; i < reply->elements; ++i) {
-        const redisReply *e = reply->element[i];
-        sk_admin_winner_t w;
+    for (size_t i = 0; i < job->n; ++i) {
+        const sk_admin_winner_t *w = &job->w[i];
+        const redisReply *v = reply->element[i];
+        const char *state = v->type == REDIS_REPLY_STRING ? sk_admin_token_state(v->str, v->len) : "unknown";
         sk_admin_order_t o;
-        if (e->type != REDIS_REPLY_STRING || sk_admin_winner_parse(e->str, e->len, &w) != 0)
-            continue;
-        int found = sk_admin_store_order_by_token(ts->store, w.token, &o) == SK_ADMIN_STORE_OK && o.state == 1;
+        int found = sk_admin_store_order_by_token(ts->store, w->token, &o) == SK_ADMIN_STORE_OK && o.state == 1;
         cJSON *x = cJSON_CreateObject();
-        cJSON_AddNumberToObject(x, "user_id", (double)w.user_id);
-        cJSON_AddStringToObject(x, "token", w.token);
-        cJSON_AddNumberToObject(x, "time", (double)w.issued_at);
-        cJSON_AddNumberToObject(x, "expires_at", (double)w.expires_at);
+        cJSON_AddNumberToObject(x, "user_id", (double)w->user_id);
+        cJSON_AddStringToObject(x, "token", w->token);
+        cJSON_AddNumberToObject(x, "time", (double)w->issued_at);
+        cJSON_AddNumberToObject(x, "expires_at", (double)w->expires_at);
         cJSON_AddBoolToObject(x, "consumed", found);
         if (found)
             cJSON_AddNumberToObject(x, "order_id", (double)o.order_id);
+        /* live, consumed, cancelled or expired (Redis decides); the last two gave their unit back */
+        cJSON_AddStringToObject(x, "state", state);
+        cJSON_AddBoolToObject(x, "returned", strcmp(state, "cancelled") == 0 || strcmp(state, "expired") == 0);
         cJSON_AddItemToArray(arr, x);
     }
     sk_admin_reply(ts->inst, req, SK_OK, "ok", arr);
 out:
-    free(job);
+    winners_job_free(job);
+}
+
+static void
+on_winners(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    winners_job_t *job = data;
+    sk_admin_ts_t *ts = job->ts;
+    (void)r;
+    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        h2o_req_t *req = sk_admin_reqref_take(ts->inst, &job->ref);
+        if (req != NULL)
+            sk_admin_replyf(ts->inst, req, SK_E_UNAVAILABLE, NULL, "redis: %s", err != NULL ? err : "bad reply");
+        winners_job_free(job);
+        return;
+    }
+    job->w = calloc(reply->elements ? reply->elements : 1, sizeof(*job->w));
+    const char **argv = calloc(reply->elements + 2, sizeof(*argv));
+    size_t *lens = calloc(reply->elements + 2, sizeof(*lens));
+    char key[64];
+    int sent = 0;
+    if (job->w != NULL && argv != NULL && lens != NULL) {
+        for (size_t i = 0; i < reply->elements; ++i) {
+            const redisReply *e = reply->element[i];
+            if (e->type == REDIS_REPLY_STRING && sk_admin_winner_parse(e->str, e->len, &job->w[job->n]) == 0)
+                job->n++;
+        }
+        argv[0] = "HMGET";
+        argv[1] = sk_admin_key(key, sizeof(key), SK_KEY_TOKENS, job->activity_id);
+        for (size_t i = 0; i < job->n; ++i)
+            argv[2 + i] = job->w[i].token;
+        for (size_t i = 0; i < job->n + 2; ++i)
+            lens[i] = strlen(argv[i]);
+        if (job->n == 0) {
+            /* an empty page: nothing to look up */
+            h2o_req_t *req = sk_admin_reqref_take(ts->inst, &job->ref);
+            if (req != NULL)
+                sk_admin_reply(ts->inst, req, SK_OK, "ok", cJSON_CreateArray());
+            winners_job_free(job);
+            job = NULL;
+            sent = 1;
+        } else {
+            sent = ts->inst->api->redis_cmdargv(ts->redis, on_states, job, 0, (int)job->n + 2, argv, lens) == 0;
+        }
+    }
+    free(argv);
+    free(lens);
+    if (!sent) {
+        h2o_req_t *req = sk_admin_reqref_take(ts->inst, &job->ref);
+        if (req != NULL)
+            sk_admin_reply(ts->inst, req, SK_E_UNAVAILABLE, "redis: unavailable", NULL);
+        winners_job_free(job);
+    }
 }
 
 static void

@@ -1,5 +1,6 @@
 /*
- * POST /token/consume: turns a purchase token into exactly one durable order row.
+ * POST /token/consume: turns a purchase token into exactly one durable order row (POST /token/cancel, routed here
+ * too, is routes_cancel.c).
  *
  * Exactly once, in three steps, with calls for one token handled one at a time on the admin thread (later calls wait
  * for the first to finish, then find its order):
@@ -9,6 +10,8 @@
  *      first): missing -> next activity; user/product mismatch -> 1002; already marked -> 1014 with the marked
  *      order_id; expired -> 1002; else mark order_id. Only one call can ever mark a token.
  *   3. SQLite: the pending row becomes done; only then the answer is 0.
+ * The script also refuses a token whose unit went back (cancelled: 1014; expired or past expires_at: 1002); the pending
+ * row is then dropped, so no order ever exists for a returned unit.
  * A crash between 2 and 3 leaves a pending row whose order id Redis holds. The admin re-drives pending rows (at start
  * and every second, those older than 5 s): the script then answers "marked with this very id", and the row becomes
  * done. A row left by a call that never marked is dropped once Redis says the token is missing, expired or not this
@@ -141,6 +144,15 @@ on_consume(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     }
     long long code = reply->element[0]->integer;
     const redisReply *what = reply->element[1];
+    if (code == SK_E_CONFLICT && what->type == REDIS_REPLY_STRING && strcmp(what->str, "cancelled") == 0) {
+        /* cancel won: its unit is already back on sale, so no order may exist */
+        if (e->own_pending && sk_admin_store_order_drop_pending(ts->store, e->token) != SK_ADMIN_STORE_OK) {
+            finish_store_error(e);
+            return;
+        }
+        finish(e, SK_E_CONFLICT, "token: cancelled", NULL);
+        return;
+    }
     if (code == SK_E_NOT_FOUND) {
         const char *why = what->type == REDIS_REPLY_STRING ? what->str : "";
         int missing = strcmp(why, "missing") == 0;
@@ -195,14 +207,20 @@ static void
 send_attempt(sk_admin_consume_t *e)
 {
     sk_admin_ts_t *ts = e->ts;
-    char key[64], uid[24], pid[24], oid[24];
+    char key[64], exp[64], counts[64], uid[24], pid[24], oid[24];
     sk_admin_key(key, sizeof(key), SK_KEY_TOKENS, e->ids[e->idx]);
+    sk_admin_key(exp, sizeof(exp), SK_KEY_EXPIRY, e->ids[e->idx]);
+    sk_admin_key(counts, sizeof(counts), SK_KEY_TOKEN_COUNTS, e->ids[e->idx]);
     snprintf(uid, sizeof(uid), "%lld", (long long)e->user_id);
     snprintf(pid, sizeof(pid), "%lld", (long long)e->product_id);
     snprintf(oid, sizeof(oid), "%lld", (long long)e->order_id);
-    const char *argv[] = {"EVAL", sk_script_admin_token_consume, "1", key, uid, pid, oid, e->token};
-    size_t lens[] = {4, sk_script_admin_token_consume_len, 1, strlen(key), strlen(uid), strlen(pid), strlen(oid), strlen(e->token)};
-    if (ts->redis == NULL || ts->inst->api->redis_cmdargv(ts->redis, on_consume, e, 0, 8, argv, lens) != 0)
+    const char *argv[] = {"EVAL", sk_script_admin_token_consume, "3", key, exp, counts, uid, pid, oid, e->token};
+    size_t lens[] = {4,           sk_script_admin_token_consume_len,
+                     1,           strlen(key),
+                     strlen(exp), strlen(counts),
+                     strlen(uid), strlen(pid),
+                     strlen(oid), strlen(e->token)};
+    if (ts->redis == NULL || ts->inst->api->redis_cmdargv(ts->redis, on_consume, e, 0, 10, argv, lens) != 0)
         finish(e, SK_E_UNAVAILABLE, "redis: unavailable", NULL);
 }
 
@@ -372,7 +390,8 @@ sk_admin_route_token(void *instp, void *tstate, h2o_req_t *req)
     sk_admin_t *inst = instp;
     sk_admin_ts_t *ts = tstate;
     h2o_iovec_t path = req->path_normalized;
-    if (!h2o_memis(path.base, path.len, H2O_STRLIT("/token/consume")))
+    int is_cancel = h2o_memis(path.base, path.len, H2O_STRLIT("/token/cancel"));
+    if (!is_cancel && !h2o_memis(path.base, path.len, H2O_STRLIT("/token/consume")))
         return -1;
     if (sk_admin_check_access(inst, req) != 0)
         return 0;
@@ -385,7 +404,11 @@ sk_admin_route_token(void *instp, void *tstate, h2o_req_t *req)
         return 0;
     }
     sk_form_t f;
-    if (sk_admin_params(inst, req, &f) == 0)
-        consume(ts, req, &f);
+    if (sk_admin_params(inst, req, &f) == 0) {
+        if (is_cancel)
+            sk_admin_token_cancel(ts, req, &f);
+        else
+            consume(ts, req, &f);
+    }
     return 0;
 }

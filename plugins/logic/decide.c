@@ -70,7 +70,7 @@ sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_activity_t *ac
     rc |= put(c, "%s", sha);
     rc |= put(c, "%zu", SK_LOGIC_CALL_NKEYS + n);
     /* every key carries the activity's hash tag, so the step stays atomic on a Redis Cluster */
-    static const sk_key_id_t keys[] = {SK_KEY_TOTAL, SK_KEY_SOLD, SK_KEY_USERS, SK_KEY_TOKENS, SK_KEY_WINS};
+    static const sk_key_id_t keys[] = {SK_KEY_TOTAL, SK_KEY_SOLD, SK_KEY_USERS, SK_KEY_TOKENS, SK_KEY_WINS, SK_KEY_EXPIRY};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && rc == 0; ++i) {
         char key[96];
         if (sk_key_activity(key, sizeof(key), keys[i], a) < 0)

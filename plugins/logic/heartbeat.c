@@ -1,6 +1,6 @@
 /*
  * The logic layer's CONTROL-thread jobs: the heartbeat access nodes read to know a logic node is alive, and the queue
- * upkeep (trimming acknowledged entries, pending and lag figures for /status).
+ * upkeep (trimming acknowledged entries, pending and lag figures for /status), and the reaper's tick (reap.c).
  *
  * The heartbeat is stamped with Redis' clock inside a script, so node clocks never matter. It is sent only while at
  * least one worker has a working connection and the first etcd snapshot has arrived: a node that cannot decide must not
@@ -18,6 +18,7 @@ struct st_sk_logic_hb_t {
     sk_thread_t *thr;
     sk_redis_t *redis;
     sk_timer_t *timer;
+    sk_logic_reap_t *reap;
     unsigned ticks;
     int left;
     int hb_inflight;
@@ -140,6 +141,9 @@ on_tick(sk_timer_t *t, void *data)
         /* once a second is plenty: access bounds the stream length, this only returns the memory */
         if (hb->ticks % 2 == 0 && hb->trim_outstanding == 0)
             send_trims(hb);
+        /* every tick: a token is back on sale within SK_LOGIC_HEARTBEAT_MS of expires_at (SPEC: within 2 s) */
+        if (hb->api->snapshot(hb->thr)->revision > 0)
+            sk_logic_reap_tick(hb->reap);
     }
     hb->api->timer_start(t, SK_LOGIC_HEARTBEAT_MS);
 }
@@ -155,11 +159,13 @@ sk_logic_hb_new(sk_logic_t *L, sk_thread_t *thr)
     hb->thr = thr;
     hb->redis = L->api->redis_new(L->self, thr);
     hb->timer = L->api->timer_new(thr, on_tick, hb);
-    if (hb->redis == NULL || hb->timer == NULL) {
+    hb->reap = hb->redis != NULL ? sk_logic_reap_new(L, thr, hb->redis) : NULL;
+    if (hb->redis == NULL || hb->timer == NULL || hb->reap == NULL) {
         if (hb->redis != NULL)
             L->api->redis_free(hb->redis);
         if (hb->timer != NULL)
             L->api->timer_free(hb->timer);
+        sk_logic_reap_free(hb->reap);
         free(hb);
         return NULL;
     }
@@ -189,5 +195,6 @@ sk_logic_hb_free(sk_logic_hb_t *hb)
     hb->api->timer_stop(hb->timer);
     hb->api->timer_free(hb->timer);
     hb->api->redis_free(hb->redis);
+    sk_logic_reap_free(hb->reap); /* after the connection: its callbacks use the reaper */
     free(hb);
 }

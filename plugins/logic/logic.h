@@ -28,6 +28,7 @@
 #define SK_LOGIC_WAIT_MS 100 /* one WAIT's own timeout (redis.wait_replicas) */
 #define SK_LOGIC_WAIT_MS_S "100"
 #define SK_LOGIC_MAX_STREAMS 256 /* live activities one worker reads */
+#define SK_LOGIC_REAP_BATCH 256  /* due tokens one reaper script pops (short scripts: the sale's run in between) */
 #define SK_LOGIC_DRAIN_S 60      /* an activity's stream is still read this long after its end_time */
 #define SK_LOGIC_CLAIM_EVERY_MS 500
 #define SK_LOGIC_HEARTBEAT_MS 500
@@ -84,7 +85,7 @@ typedef struct st_sk_logic_pre_t {
     int64_t ttl;
 } sk_logic_pre_t;
 
-#define SK_LOGIC_CALL_NKEYS 5       /* before the per-entry result buckets */
+#define SK_LOGIC_CALL_NKEYS 6       /* before the per-entry result buckets */
 #define SK_LOGIC_CALL_NARGS 6       /* before the per-entry arguments */
 #define SK_LOGIC_CALL_ENTRY_ARGS 10 /* per entry */
 #define SK_LOGIC_CALL_ARGC (3 + SK_LOGIC_CALL_NKEYS + SK_LOGIC_CALL_NARGS + SK_LOGIC_BATCH * (1 + SK_LOGIC_CALL_ENTRY_ARGS) + 1)
@@ -136,8 +137,9 @@ typedef struct st_sk_logic_stats_t {
     atomic_llong pending, lag, xlen, trimmed; /* from the control thread; -1 unknown */
     atomic_llong heartbeat_redis_ms;          /* last heartbeat, Redis clock */
     atomic_ullong heartbeats, heartbeat_errors;
-    atomic_ullong wait_short; /* WAIT answers with fewer replicas than redis.wait_replicas */
-    atomic_llong streams;     /* live activity streams, summed over workers */
+    atomic_ullong wait_short;            /* WAIT answers with fewer replicas than redis.wait_replicas */
+    atomic_llong streams;                /* live activity streams, summed over workers */
+    atomic_ullong returned, reap_errors; /* units the reaper gave back (expired tokens); failed reaper calls */
 } sk_logic_stats_t;
 
 typedef struct st_sk_logic_hb_t sk_logic_hb_t;
@@ -184,6 +186,14 @@ sk_logic_hb_t *sk_logic_hb_new(sk_logic_t *L, sk_thread_t *thr);
 void sk_logic_hb_free(sk_logic_hb_t *hb);
 /** Control thread: removes this node from sk:logic:alive and stops heartbeating. */
 void sk_logic_hb_leave(sk_logic_hb_t *hb);
+
+/* ---- reap.c: the CONTROL thread, on the heartbeat's connection and tick ---- */
+typedef struct st_sk_logic_reap_t sk_logic_reap_t;
+sk_logic_reap_t *sk_logic_reap_new(sk_logic_t *L, sk_thread_t *thr, sk_redis_t *redis);
+/** One reaper pass over the snapshot's activities (those whose last call is still out are skipped). */
+void sk_logic_reap_tick(sk_logic_reap_t *rp);
+/** After the Redis connection is freed (its callbacks have run). */
+void sk_logic_reap_free(sk_logic_reap_t *rp);
 
 /* ---- stats.c ---- */
 void sk_logic_status(sk_logic_t *L, cJSON *obj);

@@ -61,6 +61,8 @@ sk_logic_status(sk_logic_t *L, cJSON *obj)
     cJSON_AddNumberToObject(obj, "script_reloads", (double)atomic_load(&st->reloads));
     cJSON_AddNumberToObject(obj, "policy_errors", (double)atomic_load(&st->policy_errors));
     cJSON_AddNumberToObject(obj, "heartbeats", (double)atomic_load(&st->heartbeats));
+    cJSON_AddNumberToObject(obj, "returned", (double)atomic_load(&st->returned));
+    cJSON_AddNumberToObject(obj, "reap_errors", (double)atomic_load(&st->reap_errors));
     cJSON_AddNumberToObject(obj, "heartbeat_errors", (double)atomic_load(&st->heartbeat_errors));
     cJSON_AddNumberToObject(obj, "last_heartbeat_redis_ms", (double)atomic_load(&st->heartbeat_redis_ms));
 }
@@ -89,6 +91,8 @@ sk_logic_metrics(sk_logic_t *L, FILE *out)
         {"seckill_logic_policy_errors_total", "counter", (long long)atomic_load(&st->policy_errors)},
         {"seckill_logic_heartbeat_errors_total", "counter", (long long)atomic_load(&st->heartbeat_errors)},
         {"seckill_logic_wait_short_total", "counter", (long long)atomic_load(&st->wait_short)},
+        {"seckill_logic_returned_total", "counter", (long long)atomic_load(&st->returned)},
+        {"seckill_logic_reap_errors_total", "counter", (long long)atomic_load(&st->reap_errors)},
         {"seckill_logic_streams", "gauge", atomic_load(&st->streams)},
         {"seckill_logic_queue_pending", "gauge", atomic_load(&st->pending)},
         {"seckill_logic_queue_lag", "gauge", atomic_load(&st->lag)},

@@ -127,7 +127,8 @@ def nonce_key(aid, uid, nance):
 
 
 def activity_key(aid, name):
-    """A key of activity aid: name is one of total, sold, users, tokens, wins, sec (the per-second prefix), queue."""
+    """A key of activity aid: name is one of total, sold, users, tokens, wins, expiry, token_counts, sec (the
+    per-second prefix), queue."""
     return KEY_FORMATS[{"sec": "SEC_PREFIX"}.get(name, name.upper())] % int(aid)
 
 
@@ -181,7 +182,7 @@ def script_sha(name):
 def keys_sample():
     """The lines tests/unit/test_common_keys.c compares with its own: one key per name, for fixed arguments."""
     return [node_key("n1"), LOGIC_ALIVE_KEY, queue_key(7), nonce_key(7, 42, "abc")] + \
-        [activity_key(7, n) for n in ("total", "sold", "users", "tokens", "wins", "sec")] + \
+        [activity_key(7, n) for n in ("total", "sold", "users", "tokens", "wins", "expiry", "token_counts", "sec")] + \
         [result_key(7, 1700000000000), BLACKLIST_USER_KEY, BLACKLIST_IP_KEY, BLACKLIST_NOTICE, reply_channel("n1", 3)]
 
 
@@ -201,7 +202,8 @@ def stored_results(redis, aid):
 
 def token_fields(value):
     """A value of sk:{a<ID>}:tokens ("user_id product_id activity_id issued_at expires_at[ order_id]") as a dict
-    keyed by TOKEN_FIELDS, order_id None until the token is consumed; None for None."""
+    keyed by TOKEN_FIELDS, order_id None while the token is live (else its state word: an order id, "cancelled" or
+    "expired"); None for None."""
     if value is None:
         return None
     words = value.split(" ")

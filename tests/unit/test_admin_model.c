@@ -272,6 +272,25 @@ test_winner(void)
     ASSERT_EQ(sk_admin_winner_parse("x tok 1 2", 9, &w), -1);
 }
 
+static void
+test_token_state(void)
+{
+    const char *live = "42 3 7 1700000000 1700001800";
+    ASSERT_STREQ(sk_admin_token_state(live, strlen(live)), "live");
+    const char *used = "42 3 7 1700000000 1700001800 99";
+    ASSERT_STREQ(sk_admin_token_state(used, strlen(used)), "consumed");
+    const char *c = "42 3 7 1700000000 1700001800 cancelled";
+    ASSERT_STREQ(sk_admin_token_state(c, strlen(c)), "cancelled");
+    const char *x = "42 3 7 1700000000 1700001800 expired";
+    ASSERT_STREQ(sk_admin_token_state(x, strlen(x)), "expired");
+    const char *bad = "42 3 7 1700000000 1700001800 zz";
+    ASSERT_STREQ(sk_admin_token_state(bad, strlen(bad)), "unknown");
+    ASSERT_STREQ(sk_admin_token_state("42 3", 4), "unknown");
+    ASSERT_STREQ(sk_admin_token_state(NULL, 0), "unknown");
+    /* the length bounds the read: a prefix of a longer value */
+    ASSERT_STREQ(sk_admin_token_state(used, strlen(live)), "live");
+}
+
 int
 main(void)
 {
@@ -285,5 +304,6 @@ main(void)
     RUN(test_overlap);
     RUN(test_json);
     RUN(test_winner);
+    RUN(test_token_state);
     DONE();
 }

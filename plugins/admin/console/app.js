@@ -221,7 +221,8 @@ async function loadActivities() {
   for (const a of env.data || []) {
     const tr = document.createElement("tr");
     tr.dataset.id = a.activity_id;
-    for (const v of [a.activity_id, a.activity_name, a.product_id, fmtTime(a.start_time), fmtTime(a.end_time), a.total, a.sold, a.left])
+    // consumed and returned (cancelled + expired tokens, whose units went back on sale)
+    for (const v of [a.activity_id, a.activity_name, a.product_id, fmtTime(a.start_time), fmtTime(a.end_time), a.total, a.sold, a.left, a.consumed, a.returned])
       cell(tr, v);
     cell(tr, a.status ? "enabled" : "disabled");
     const td = cell(tr, "");
