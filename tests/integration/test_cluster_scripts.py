@@ -6,7 +6,7 @@ that runs a Redis script or a multi-key command is exercised on a 3-master clust
 - no node's INFO errorstats has CROSSSLOT, and no script failed (errorstats has no ERR from a script).
 Paths: queue + stock (a sale over activities on all masters), settle after a 1008 (the logic nodes SIGSTOPped for
 longer than access.request_timeout_ms: the access node settles each request in Redis before it answers), /sec/result,
-/token/consume (twice: the second is 1014 with the first order_id), /activity/update of total, blacklist add/remove (1004 while listed), heartbeat, queue trim
+/token/consume (twice: the second is 1014 with the first order_id), /token/cancel, /activity/update of total, blacklist add/remove (1004 while listed), heartbeat, queue trim
 (the logic nodes' periodic XTRIM), node lock release at shutdown (SIGTERM of a logic node: its lock is gone).
 Skipped while the build lacks the cluster-aware client or the one-slot layout.
 """
@@ -53,8 +53,11 @@ class ClusterScripts(ClusterSale):
         c = self.admin_ok("POST", "/token/consume", {"token": won[0].token, "user_id": won[0].uid,
                                                      "product_id": won[0].pid})
         self.assertIn("order_id", c)
-        # (POST /token/cancel, SPEC §5, is not served by this build: it answers 1002 "not found" for a live token, and
-        # no redis/*.lua script returns a unit; it is left out here)
+        # /token/cancel of another win: its unit goes back at once (the cancel script), and a second cancel is 1014
+        self.admin_ok("POST", "/token/cancel", {"token": won[1].token, "user_id": won[1].uid, "product_id": won[1].pid})
+        st, _, twice = http("POST", self.admin.admin + "/token/cancel", body={"token": won[1].token, "user_id": won[1].uid,
+                                                                             "product_id": won[1].pid})
+        self.assertEqual(twice.get("code"), 1014, twice)
         st, _, again = http("POST", self.admin.admin + "/token/consume", body={"token": won[0].token,
                                                                               "user_id": won[0].uid,
                                                                               "product_id": won[0].pid})
