@@ -46,6 +46,8 @@ done
 
 say() { echo "run-cluster: $*" >&2; }
 die() { echo "run-cluster: error: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 SECKILLD=$BUILD/seckilld BENCH=$BUILD/seckill-bench HELLO=$BUILD/h2o_hello
 for f in "$SECKILLD" "$BENCH" "$HELLO" "$BUILD/plugins/access.so" "$BUILD/plugins/logic.so" "$BUILD/plugins/admin.so"; do
     [ -e "$f" ] || die "$f is missing: build first (scripts/setup.sh)"
@@ -87,20 +89,7 @@ free_port() {
     done
     die "no free port"
 }
-wait_for() { # what timeout_s pid command...
-    local what=$1 t=$2 pid=$3 i
-    shift 3
-    for ((i = 0; i < t * 10; i++)); do
-        "$@" >/dev/null 2>&1 && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    die "$what did not come up (logs in $TMP; rerun with --keep)"
-}
-CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 cmd_calls() { redis-cli -p "$1" INFO commandstats | tr -d '\r' | awk -F'[=,:]' '/^cmdstat_/ { n += $3 } END { print n + 0 }'; }
-json_get() { python3 -c 'import json, sys; d = json.loads(sys.stdin.read().strip().splitlines()[-1]); print(eval(sys.argv[1]))' "$1"; }
 
 start_redis() { # dir port [extra args...] -> REDIS_PID
     local dir=$1 port=$2
@@ -262,8 +251,8 @@ for r in rows:
     print("%-8s %5d %10.0f %9.0f %7.3f %8.1f %8s  %s" % (r["backend"], r["round"], rps, h2o, rps / h2o if h2o else 0, p99,
           "pass" if b.get("pass") else "FAIL", "; ".join("%d: %.1f µs, %d cmds" % (p["port"], p["cpu_us_per_req"], p["commands"]) for p in per)))
     if len(cpu) >= 2:
-        print("%-8s server CPU: access %.1f + logic %.1f + Redis %.1f µs/req; %.2f of the 2 cores busy with servers (the load"
-              " generator takes most of the rest)" % ("", cpu[0] / n * 1e6, cpu[1] / n * 1e6, sum(cpu[2:]) / n * 1e6, busy))
+        print("%-8s server CPU: access %.1f + logic %.1f + Redis %.1f µs/req; the servers kept %.2f cores busy"
+              "" % ("", cpu[0] / n * 1e6, cpu[1] / n * 1e6, sum(cpu[2:]) / n * 1e6, busy))
     if r["activity_master"]:
         print("%-8s activity -> master port: %s" % ("", ", ".join("%s->%s" % kv for kv in sorted(r["activity_master"].items()))))
     summary.append({"backend": r["backend"], "round": r["round"], "rps": rps, "h2o_rps": h2o, "ratio": round(rps / h2o, 4) if h2o else 0,

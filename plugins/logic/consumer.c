@@ -266,11 +266,9 @@ on_call(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     (void)r;
     call_t *c = data;
     sk_logic_batch_t *b = c->b;
-    lane_t *w = b->w;
-    if (w->disposing) {
-        b->outstanding--;
+    lane_t *w = sk_logic_call_lane(c);
+    if (w == NULL)
         return;
-    }
     if (err != NULL) {
         atomic_fetch_add(&w->L->stats.redis_errors, 1);
         call_set_state(c, SLOT_LEAVE, 0);

@@ -77,6 +77,19 @@ struct st_sk_logic_lane_t {
     sk_logic_call_t call; /* scratch: hiredis copies a command as it is sent */
 };
 
+/** The lane a script or WAIT reply of call c belongs to, or NULL when that lane is being freed (the reply is then
+ * only counted off its batch). */
+static inline lane_t *
+sk_logic_call_lane(call_t *c)
+{
+    lane_t *w = c->b->w;
+    if (w->disposing) {
+        c->b->outstanding--;
+        return NULL;
+    }
+    return w;
+}
+
 /** Errors repeat per entry when Redis misbehaves: at most one line a second per lane at WARN and above. */
 void sk_logic_wlog(lane_t *w, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /** Once every call of the batch is back: publishes what was decided here, acks, frees the batch, reads on. */

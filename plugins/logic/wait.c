@@ -78,11 +78,9 @@ on_wait(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     (void)r;
     call_t *c = data;
     sk_logic_batch_t *b = c->b;
-    lane_t *w = b->w;
-    if (w->disposing) {
-        b->outstanding--;
+    lane_t *w = sk_logic_call_lane(c);
+    if (w == NULL)
         return;
-    }
     if (err == NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer >= (long long)w->L->conf->redis_wait_replicas) {
         for (unsigned i = 0; i < c->n; ++i) {
             sk_logic_slot_t *s = &b->slots[b->order[c->first + i]];
