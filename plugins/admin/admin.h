@@ -261,5 +261,9 @@ void sk_admin_token_redrive(sk_admin_ts_t *ts);
 void sk_admin_token_dispose(sk_admin_ts_t *ts);
 /** Admin thread: POST /token/cancel with its parsed form (routes_cancel.c). */
 void sk_admin_token_cancel(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f);
+/** routes_token.c: the token, user_id and product_id of /token/consume and /token/cancel. 0, or -1 after answering
+ * 1001 with the parameter's name. */
+int sk_admin_token_params(sk_admin_t *inst, h2o_req_t *req, const sk_form_t *f, const sk_form_param_t **token, int64_t *uid,
+                          int64_t *pid);
 
 #endif

@@ -119,23 +119,10 @@ void
 sk_admin_token_cancel(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
 {
     sk_admin_t *inst = ts->inst;
-    const sk_form_param_t *token = sk_form_get(f, "token");
+    const sk_form_param_t *token;
     int64_t uid, pid;
-    int present;
-    char err[160];
-    if (token == NULL || !sk_admin_token_ok(token->value, token->len)) {
-        sk_admin_reply(inst, req, SK_E_INVALID,
-                       token == NULL ? "token: missing" : "token: must be 16-128 printable characters without spaces", NULL);
+    if (sk_admin_token_params(inst, req, f, &token, &uid, &pid) != 0)
         return;
-    }
-    if (sk_admin_param_int(f, "user_id", 1, INT64_MAX, &uid, &present, err, sizeof(err)) != 0 || !present) {
-        sk_admin_reply(inst, req, SK_E_INVALID, present ? err : "user_id: missing", NULL);
-        return;
-    }
-    if (sk_admin_param_int(f, "product_id", 1, INT64_MAX, &pid, &present, err, sizeof(err)) != 0 || !present) {
-        sk_admin_reply(inst, req, SK_E_INVALID, present ? err : "product_id: missing", NULL);
-        return;
-    }
     /* a durable order means consumed, whatever Redis says (e.g. a Redis restored from an older snapshot) */
     sk_admin_order_t o;
     int rc = sk_admin_store_order_by_token(ts->store, token->value, &o);

@@ -291,27 +291,39 @@ entry_new(sk_admin_ts_t *ts, const char *token, int64_t user_id, int64_t product
     return e;
 }
 
-static void
-consume(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
+/* The parameters /token/consume and /token/cancel share: token, user_id, product_id. 0, or -1 after answering 1001. */
+int
+sk_admin_token_params(sk_admin_t *inst, h2o_req_t *req, const sk_form_t *f, const sk_form_param_t **tokenp, int64_t *uid,
+                      int64_t *pid)
 {
-    sk_admin_t *inst = ts->inst;
     const sk_form_param_t *token = sk_form_get(f, "token");
-    int64_t uid, pid;
     int present;
     char err[160];
     if (token == NULL || !sk_admin_token_ok(token->value, token->len)) {
         sk_admin_reply(inst, req, SK_E_INVALID,
                        token == NULL ? "token: missing" : "token: must be 16-128 printable characters without spaces", NULL);
-        return;
+        return -1;
     }
-    if (sk_admin_param_int(f, "user_id", 1, INT64_MAX, &uid, &present, err, sizeof(err)) != 0 || !present) {
+    if (sk_admin_param_int(f, "user_id", 1, INT64_MAX, uid, &present, err, sizeof(err)) != 0 || !present) {
         sk_admin_reply(inst, req, SK_E_INVALID, present ? err : "user_id: missing", NULL);
-        return;
+        return -1;
     }
-    if (sk_admin_param_int(f, "product_id", 1, INT64_MAX, &pid, &present, err, sizeof(err)) != 0 || !present) {
+    if (sk_admin_param_int(f, "product_id", 1, INT64_MAX, pid, &present, err, sizeof(err)) != 0 || !present) {
         sk_admin_reply(inst, req, SK_E_INVALID, present ? err : "product_id: missing", NULL);
-        return;
+        return -1;
     }
+    *tokenp = token;
+    return 0;
+}
+
+static void
+consume(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
+{
+    sk_admin_t *inst = ts->inst;
+    const sk_form_param_t *token;
+    int64_t uid, pid;
+    if (sk_admin_token_params(inst, req, f, &token, &uid, &pid) != 0)
+        return;
     call_t *call = calloc(1, sizeof(*call));
     if (call == NULL) {
         sk_admin_reply(inst, req, SK_E_UNAVAILABLE, "out of memory", NULL);
