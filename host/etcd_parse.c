@@ -205,7 +205,8 @@ json_item_i64(const cJSON *it, int64_t *out)
         return parse_dec_i64(it->valuestring, out);
     if (cJSON_IsNumber(it)) {
         double d = it->valuedouble;
-        if (!isfinite(d) || d != floor(d) || fabs(d) > 9007199254740992.0)
+        /* 2^53 itself is refused too: 2^53 + 1 reads as the same double, so that number may not be what was sent */
+        if (!isfinite(d) || d != floor(d) || fabs(d) >= 9007199254740992.0)
             return -1;
         *out = (int64_t)d;
         return 0;
