@@ -19,7 +19,7 @@ count, all on loopback:
 Asserted: the legitimate p99 during the storm is within 2x its p99 without it (plus P99_FLOOR_MS of scheduler noise:
 the two cores are shared with other work, and a p99 of a few ms moves by that much on its own); not one legitimate
 request is lost or refused; after the storm the daemon's fds and RSS (/proc/PID/fd, /proc/PID/status) come back near
-where they were before it.
+where they were before it (fds within 16, RSS within RSS_SLACK_KB, within 18 s of the end of the storm).
 """
 
 import concurrent.futures
@@ -46,6 +46,10 @@ STORM_SECONDS = 12
 LEGIT_INTERVAL = 0.05  # 20 kills/s plus 20 infos/s
 P99_FLOOR_MS = 5.0
 ATTACK_NICE = 10
+# Measured: RSS 17.7 MB before, 38 MB at the peak, 24.4 MB from the first malloc_trim after the storm (host/main.c, every
+# 10 s) on, flat for the next minute. What stays is h2o's recycled buffers, allocator fragmentation and the access
+# tables the storm's signed requests filled (replay window, limiter), all bounded.
+RSS_SLACK_KB = 10240
 
 
 class Legit:
@@ -173,13 +177,14 @@ class HostileStormTest(harness.TestCase):
 
         # the daemon lets go of what the storm made it hold
         def settled():
-            return proc_fds(self.node.pid) <= fd0 + 16 and proc_rss_kb(self.node.pid) <= rss0 * 1.25 + 16384
+            return proc_fds(self.node.pid) <= fd0 + 16 and proc_rss_kb(self.node.pid) <= rss0 + RSS_SLACK_KB
         trend = []
         t_end = time.monotonic() + IDLE_MS / 1000 + 15
         while time.monotonic() < t_end and not settled():
             trend.append(proc_rss_kb(self.node.pid))
             time.sleep(1)
-        sys.stderr.write("rss trend %s\n" % trend)
+        if trend:
+            sys.stderr.write("proof: RSS after the storm, once a second: %s\n" % trend)
         fd1, rss1 = proc_fds(self.node.pid), proc_rss_kb(self.node.pid)
         summary = ("storm %s | peak %s | fds %d -> %d, rss %d -> %d kB | legit before %s | during %s | after %s"
                    % (storm, peak, fd0, fd1, rss0, rss1, before, during, after))
@@ -205,7 +210,7 @@ class HostileStormTest(harness.TestCase):
         self.assertTrue(self.node.alive(), self.node.tail())
         self.assertEqual(http("GET", self.node.status + "/healthz")[0], 200)
         self.assertLessEqual(fd1, fd0 + 16, summary)
-        self.assertLessEqual(rss1, rss0 * 1.25 + 16384, summary)
+        self.assertLessEqual(rss1, rss0 + RSS_SLACK_KB, summary)
 
 
 def attack(host, port, secs, pid, secret):
