@@ -3,6 +3,7 @@
  * text of a redirect comes from the network, so its lengths are checked and an embedded NUL ends nothing early.
  */
 #include "sk_cluster.h"
+#include <arpa/inet.h>
 
 #include <string.h>
 #include <strings.h>
@@ -155,6 +156,12 @@ sk_cluster_parse_redirect(const char *err, size_t len, sk_cluster_redirect_t *ou
         return -1;
     memcpy(out->host, host, hlen);
     out->host[hlen] = '\0';
+    /* the client connects to it without DNS, so it must be an IP literal (fuzz_cluster_redirect: "[[]]" left "[]") */
+    unsigned char ip[16];
+    if (inet_pton(AF_INET, out->host, ip) != 1 && inet_pton(AF_INET6, out->host, ip) != 1) {
+        out->host[0] = '\0';
+        return -1;
+    }
     out->slot = (unsigned)slot;
     out->port = (uint16_t)port;
     out->kind = kind;

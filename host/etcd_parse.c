@@ -205,7 +205,8 @@ json_item_i64(const cJSON *it, int64_t *out)
         return parse_dec_i64(it->valuestring, out);
     if (cJSON_IsNumber(it)) {
         double d = it->valuedouble;
-        if (!isfinite(d) || d != floor(d) || fabs(d) > 9007199254740992.0)
+        /* 2^53 itself is refused too: 2^53 + 1 reads as the same double, so that number may not be what was sent */
+        if (!isfinite(d) || d != floor(d) || fabs(d) >= 9007199254740992.0)
             return -1;
         *out = (int64_t)d;
         return 0;
@@ -292,7 +293,9 @@ parse_kv(const cJSON *kv, sk_etcd_kv_t *out, int is_delete, char *err, size_t er
     }
     if (decode_b64_field(kv, "value", 0, &out->value, &out->vlen, err, errlen) != 0)
         goto fail;
-    if (sk_etcd_json_i64(kv, "mod_revision", &out->mod_revision) != 0) {
+    /* etcd revisions start at 1; a negative one would reach the policy status (where 0 means "the file") and the
+     * snapshot's revision as if it were real (found by tests/fuzz/fuzz_etcd_watch) */
+    if (sk_etcd_json_i64(kv, "mod_revision", &out->mod_revision) != 0 || out->mod_revision < 0) {
         snprintf(err, errlen, "bad mod_revision");
         goto fail;
     }

@@ -34,7 +34,8 @@ struct st_sk_thread_t {
     h2o_context_t h2o_ctx;          /* HTTP and ADMIN threads */
     h2o_accept_ctx_t accept_ctx[3]; /* per sk_listener_t */
     h2o_socket_t *listen_socks[3];
-    int listen_fds[3]; /* opened by the main thread; 0 or -1 = none */
+    int listen_fds[3];         /* opened by the main thread; 0 or -1 = none */
+    sk_timer_t *accept_resume; /* HTTP threads: restarts the listeners that ran out of fds (http.c on_accept) */
     struct st_sk_metrics_thread_t *metrics;
     /* cross-thread posting */
     pthread_mutex_t post_mu;

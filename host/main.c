@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +189,11 @@ on_control_tick(sk_timer_t *t, void *data)
             sk_redis_cmd(cs->redis, on_lock_refresh, cs, "SET %s %s PX 10000", cs->lock_key, cs->lock_value);
     }
     sk_stats_pub_tick(cs->stats, cs->redis); /* the tick is SK_STATS_PUBLISH_MS */
+    /* Give the memory of a connection storm back: glibc keeps freed heap pages (of every thread's arena) mapped, so
+     * after 10,000 connections came and went the RSS stayed at its peak (tests/integration/test_hostile_storm.py).
+     * malloc_trim returns whole free pages inside the heaps too; every 10 s it costs well under a millisecond. */
+    if (cs->ticks % 20 == 19)
+        malloc_trim(0);
     cs->ticks++;
     sk_timer_start(t, SK_STATS_PUBLISH_MS);
 }

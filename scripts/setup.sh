@@ -35,6 +35,7 @@ log() { echo "setup: $*"; }
 
 PACKAGES=(
     build-essential cmake pkg-config clang-format
+    clang libclang-rt-14-dev # scripts/fuzz.sh: libFuzzer and the sanitizer runtimes for clang 14
     libh2o-evloop-dev libev-dev liblua5.4-dev lua5.4 libhiredis-dev libcurl4-openssl-dev
     libcjson-dev libsqlite3-dev libssl-dev
     etcd-server etcd-client redis-server redis-tools wrk python3 curl ca-certificates

@@ -5,10 +5,12 @@
 #      ./build-asan, and `ctest -L unit` there
 #   3. the whole CTest suite in ./build (unit, integration, style)
 #   4. scripts/check-format.sh (clang-format --dry-run --Werror over our C files)
+#   5. scripts/fuzz.sh: the libFuzzer drivers of tests/fuzz built in ./build-fuzz (clang) and run SK_FUZZ_SECONDS
+#      (default 10) each; fails on any crash, leak, sanitizer report or broken invariant
 # The last line is a one-line summary. Used by .ci/run (fresh clone, root, CI=true, no stdin).
 #
 # Environment: SK_JOBS (default 2), SK_BUILD_DIR / SK_ASAN_BUILD_DIR (./build, ./build-asan),
-# SK_SKIP_ASAN=1 to skip step 2, SK_CTEST_ARGS for extra ctest arguments in step 3 (e.g. "-L unit").
+# SK_SKIP_ASAN=1 to skip step 2, SK_SKIP_FUZZ=1 to skip step 5, SK_CTEST_ARGS for extra ctest arguments in step 3 (e.g. "-L unit").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -81,6 +83,10 @@ else
     summary+=("asan skipped (build failed)")
 fi
 step format bash scripts/check-format.sh
+if [ "${SK_SKIP_FUZZ:-0}" != 1 ]; then
+    # a short, bounded run (about 2 minutes with the build); scripts/fuzz.sh SECONDS runs them longer
+    step fuzz bash scripts/fuzz.sh "${SK_FUZZ_SECONDS:-10}"
+fi
 
 elapsed=$(($(date +%s) - t_start))
 echo

@@ -47,8 +47,8 @@ number_text(const cJSON *item, char *out, size_t outlen, char *err, size_t errle
         snprintf(err, errlen, "%s: not a finite number", item->string);
         return -1;
     }
-    /* every double beyond 2^53 is an integer that JSON may not have carried exactly */
-    if (d > 9007199254740992.0 || d < -9007199254740992.0) {
+    /* every double from 2^53 on is an integer that JSON may not have carried exactly (2^53 + 1 reads as 2^53) */
+    if (d >= 9007199254740992.0 || d <= -9007199254740992.0) {
         snprintf(err, errlen, "%s: integers above 2^53 must be sent as JSON strings", item->string);
         return -1;
     }

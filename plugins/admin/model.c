@@ -364,15 +364,30 @@ sk_admin_activities_overlap(const sk_activity_t *a, const sk_activity_t *b)
            a->start_time < b->end_time && b->start_time < a->end_time;
 }
 
+/* cJSON prints a number with 15 significant digits and keeps them when they read back merely close, so an integer of 16
+ * or more digits came out rounded (9007199254740992 as 9.00719925474099e+15, which a node reads as ...990: found by
+ * tests/fuzz/fuzz_admin_body). Integers are written as exact decimal text instead; from 2^53 on, where the reader's
+ * double cannot hold them, as a decimal string, which the node's parser takes (etcd_parse.c json_item_i64). */
+static void
+add_int(cJSON *o, const char *name, int64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%lld", (long long)v);
+    if (v > -9007199254740992LL && v < 9007199254740992LL)
+        cJSON_AddRawToObject(o, name, buf);
+    else
+        cJSON_AddStringToObject(o, name, buf);
+}
+
 cJSON *
 sk_admin_product_obj(const sk_product_t *p)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
         return NULL;
-    cJSON_AddNumberToObject(o, "product_id", (double)p->product_id);
+    add_int(o, "product_id", p->product_id);
     cJSON_AddStringToObject(o, "product_name", p->name);
-    cJSON_AddNumberToObject(o, "product_total", (double)p->total);
+    add_int(o, "product_total", p->total);
     cJSON_AddNumberToObject(o, "status", p->status);
     return o;
 }
@@ -383,15 +398,15 @@ sk_admin_activity_obj(const sk_activity_t *a)
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
         return NULL;
-    cJSON_AddNumberToObject(o, "activity_id", (double)a->activity_id);
+    add_int(o, "activity_id", a->activity_id);
     cJSON_AddStringToObject(o, "activity_name", a->name);
-    cJSON_AddNumberToObject(o, "product_id", (double)a->product_id);
-    cJSON_AddNumberToObject(o, "start_time", (double)a->start_time);
-    cJSON_AddNumberToObject(o, "end_time", (double)a->end_time);
-    cJSON_AddNumberToObject(o, "total", (double)a->total);
+    add_int(o, "product_id", a->product_id);
+    add_int(o, "start_time", a->start_time);
+    add_int(o, "end_time", a->end_time);
+    add_int(o, "total", a->total);
     cJSON_AddNumberToObject(o, "status", a->status);
-    cJSON_AddNumberToObject(o, "speed", (double)a->speed);
-    cJSON_AddNumberToObject(o, "buy_limit", (double)a->buy_limit);
+    add_int(o, "speed", a->speed);
+    add_int(o, "buy_limit", a->buy_limit);
     cJSON_AddNumberToObject(o, "buy_rate", a->buy_rate);
     return o;
 }

@@ -133,8 +133,13 @@ parse_fields(sk_logic_entry_t *e, const char *sid, size_t sidlen, const char *co
         e->id[0] = '\0';
         e->reply[0] = '\0';
     }
+    /* The whole id must be "<ms>-<seq>": it goes back to Redis in XACK as a C string, so a seq that is not a number
+     * (or holds a NUL, which would cut it) would acknowledge another id or none, and the entry would be reclaimed
+     * again and again. */
     const char *p = memchr(sid, '-', sidlen);
-    if (sidlen >= sizeof(e->sid) || p == NULL || parse_i64(sid, (size_t)(p - sid), 0, &e->sid_ms) != 0) {
+    int64_t seq;
+    if (sidlen >= sizeof(e->sid) || p == NULL || parse_i64(sid, (size_t)(p - sid), 0, &e->sid_ms) != 0 ||
+        parse_i64(p + 1, sidlen - (size_t)(p + 1 - sid), 0, &seq) != 0) {
         if (err != NULL)
             snprintf(err, errlen, "bad stream id");
         return -1;

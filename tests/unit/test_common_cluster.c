@@ -171,11 +171,14 @@ test_redirect_bad(void)
     memset(huge + n, 'a', 300);
     snprintf(huge + n + 300, sizeof(huge) - (size_t)n - 300, ":6379");
     ASSERT_EQ(parse(huge, &r), -1);
-    /* 63 bytes fit, 64 do not */
+    /* a host that fits but is no IP literal (the client never resolves names), and the longest IPv6 text */
     n = snprintf(huge, sizeof(huge), "MOVED 1 %.*s:6379", 63,
                  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
-    ASSERT_EQ(sk_cluster_parse_redirect(huge, (size_t)n, &r), 0);
-    ASSERT_EQ(strlen(r.host), 63);
+    ASSERT_EQ(sk_cluster_parse_redirect(huge, (size_t)n, &r), -1);
+    ASSERT_EQ(parse("ASK 6 [[]]:7", &r), -1);
+    ASSERT_EQ(parse("MOVED 6 redis.example:6379", &r), -1);
+    ASSERT_EQ(parse("MOVED 6 ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255:6379", &r), 0);
+    ASSERT_STREQ(r.host, "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255");
     n = snprintf(huge, sizeof(huge), "MOVED 1 %.*s:6379", 64,
                  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
     ASSERT_EQ(sk_cluster_parse_redirect(huge, (size_t)n, &r), -1);
