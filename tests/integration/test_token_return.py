@@ -14,6 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import sk_cluster  # noqa: E402
 import sk_wire  # noqa: E402
 from harness import DEV_SECRET, Etcd, Node, Redis, http, signed_params, wait_until  # noqa: E402
 from test_logic_queue import key, logic_node, wait_alive  # noqa: E402
@@ -443,9 +444,8 @@ class TokenClusterTest(harness.TestCase):
         cls.masters = []
         for i in range(3):
             conf = os.path.join(cls.tmp, "cluster-%d.conf" % i)
-            port = harness.free_port()
-            while port > 55535 or harness.port_is_listening(port + 10000):  # the bus port is port + 10000
-                port = harness.free_port()
+            # its bus port (port + 10000) free too and below the ephemeral range, where a client socket may hold it
+            port = sk_cluster.free_cluster_port()
             cls.masters.append(Redis(cls.tmp, port=port, extra_args=("--cluster-enabled", "yes", "--cluster-config-file", conf,
                                                           "--cluster-node-timeout", "2000")).start())
         cls.masters[0].cli("--cluster", "create", *[m.addr for m in cls.masters], "--cluster-replicas", "0",
