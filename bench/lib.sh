@@ -10,6 +10,16 @@ wait_for() { # what timeout_s pid command...
     done
     die "$what did not come up (logs in $TMP; rerun with --keep)"
 }
+# SIGTERM, up to 5 s to go, then SIGKILL, and reap: stop_pids pid...
+stop_pids() { # pid...
+    local p
+    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "$@"; do
+        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+}
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # µs of CPU per request: ticks_before ticks_after requests

@@ -56,15 +56,6 @@ for c in redis-server redis-cli etcd python3 curl; do command -v "$c" >/dev/null
 
 TMP=$(mktemp -d /tmp/sk-bench-cluster-XXXXXX)
 PIDS=()
-stop_pids() { # pid...
-    local p
-    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "$@"; do
-        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-}
 cleanup() {
     stop_pids "${PIDS[@]}"
     if [ "$KEEP" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
