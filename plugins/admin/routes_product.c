@@ -5,12 +5,21 @@
 #include <string.h>
 #include "admin.h"
 
+/* Puts products/<id> to etcd after its SQLite change (create, update, delete); true when that sync is done. */
+static int
+sync_product(sk_admin_ts_t *ts, int64_t id)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "products/%lld", (long long)id);
+    return sk_admin_sync_key(ts, key, 1);
+}
+
 static void
 create(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
 {
     sk_admin_t *inst = ts->inst;
     sk_product_t p;
-    char err[256], key[64];
+    char err[256];
     if (sk_admin_product_from_params(f, &p, err, sizeof(err)) != 0) {
         sk_admin_reply(inst, req, SK_E_INVALID, err, NULL);
         return;
@@ -24,8 +33,7 @@ create(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
         sk_admin_replyf(inst, req, SK_E_UNAVAILABLE, NULL, "store: %s", sk_admin_store_errmsg(ts->store));
         return;
     }
-    snprintf(key, sizeof(key), "products/%lld", (long long)p.product_id);
-    int synced = sk_admin_sync_key(ts, key, 1);
+    int synced = sync_product(ts, p.product_id);
     cJSON *data = cJSON_CreateObject();
     cJSON_AddNumberToObject(data, "product_id", (double)p.product_id);
     cJSON_AddBoolToObject(data, "synced", synced);
@@ -35,7 +43,7 @@ create(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
 static void delete (sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
 {
     sk_admin_t *inst = ts->inst;
-    char err[160], key[64];
+    char err[160];
     int64_t id, uses = 0;
     int present;
     if (sk_admin_param_int(f, "product_id", 1, INT64_MAX, &id, &present, err, sizeof(err)) != 0 || !present) {
@@ -59,9 +67,8 @@ static void delete (sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
         sk_admin_replyf(inst, req, SK_E_UNAVAILABLE, NULL, "store: %s", sk_admin_store_errmsg(ts->store));
         return;
     }
-    snprintf(key, sizeof(key), "products/%lld", (long long)id);
     cJSON *data = cJSON_CreateObject();
-    cJSON_AddBoolToObject(data, "synced", sk_admin_sync_key(ts, key, 1));
+    cJSON_AddBoolToObject(data, "synced", sync_product(ts, id));
     sk_admin_reply(inst, req, SK_OK, "ok", data);
 }
 
@@ -84,7 +91,7 @@ static void
 update(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
 {
     sk_admin_t *inst = ts->inst;
-    char err[256], key[64];
+    char err[256];
     int64_t id, v;
     int present;
     sk_product_t p;
@@ -138,9 +145,8 @@ update(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
         sk_admin_replyf(inst, req, SK_E_UNAVAILABLE, NULL, "store: %s", sk_admin_store_errmsg(ts->store));
         return;
     }
-    snprintf(key, sizeof(key), "products/%lld", (long long)id);
     cJSON *data = cJSON_CreateObject();
-    cJSON_AddBoolToObject(data, "synced", sk_admin_sync_key(ts, key, 1));
+    cJSON_AddBoolToObject(data, "synced", sync_product(ts, id));
     sk_admin_reply(inst, req, SK_OK, "ok", data);
 }
 
