@@ -599,6 +599,12 @@ sk_etcd_parse_activity(const char *value, size_t len, sk_activity_t *a, char *er
         field_i64(root, "buy_limit", 1, SK_MAX_COUNT, &a->buy_limit, err, errlen) != 0 ||
         field_rate(root, "buy_rate", &a->buy_rate, err, errlen) != 0)
         goto done;
+    /* optional: activities written before shards existed are unsharded */
+    int64_t shards = 1;
+    if (cJSON_GetObjectItemCaseSensitive(root, "shards") != NULL &&
+        field_i64(root, "shards", 1, SK_MAX_SHARDS, &shards, err, errlen) != 0)
+        goto done;
+    a->shards = (int)shards;
     if (a->start_time >= a->end_time) {
         snprintf(err, errlen, "start_time must be before end_time");
         goto done;

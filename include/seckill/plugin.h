@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define SK_PLUGIN_ABI 1
-#define SK_BUILD_SIGNATURE "seckill-abi1/h2o-" H2O_VERSION "/hiredis-0.14/lua5.4"
+#define SK_BUILD_SIGNATURE "seckill-abi2/h2o-" H2O_VERSION "/hiredis-0.14/lua5.4"
 #define SK_PLUGIN_ENTRY_SYMBOL "sk_plugin_entry"
 #define SK_PLUGIN_EXPORT __attribute__((visibility("default")))
 
@@ -122,6 +122,9 @@ typedef struct st_sk_product_t {
     int status;
 } sk_product_t;
 
+/* An activity's stock may be split over this many buckets at most (SPEC §9). */
+#define SK_MAX_SHARDS 64
+
 typedef struct st_sk_activity_t {
     int64_t activity_id;
     int64_t product_id;
@@ -132,7 +135,15 @@ typedef struct st_sk_activity_t {
     int64_t speed; /* max wins per second, 0 = unlimited */
     int64_t buy_limit;
     double buy_rate;
+    int shards; /* 1..SK_MAX_SHARDS stock buckets (SPEC §9); 1 = the unsharded layout */
 } sk_activity_t;
+
+/* The bucket count of an activity; a zeroed struct (tests, older callers) counts as unsharded. */
+static inline int
+sk_activity_shards(const sk_activity_t *a)
+{
+    return a->shards > 1 ? a->shards : 1;
+}
 
 typedef struct st_sk_policy_src_t {
     char name[64]; /* e.g. "limits.lua" */
@@ -215,7 +226,7 @@ typedef const sk_plugin_desc_t *(*sk_plugin_entry_fn)(void);
 
 /* ---- the host API table ---- */
 
-#define SK_HOST_API_VERSION 2
+#define SK_HOST_API_VERSION 3
 
 struct st_sk_host_api_t {
     uint32_t version; /* SK_HOST_API_VERSION */
