@@ -215,6 +215,7 @@ const sk_host_api_t sk_host_api = {
     .redis_subscribe = sk_redis_subscribe,
     .redis_on_connect = sk_redis_on_connect,
     .redis_cmdargv_at = sk_redis_cmdargv_at,
+    .req_peer_closed = sk_http_req_peer_closed,
     .snapshot = api_snapshot,
     .etcd_put = api_etcd_put,
     .etcd_delete = api_etcd_delete,

@@ -34,8 +34,9 @@ struct st_sk_thread_t {
     h2o_context_t h2o_ctx;          /* HTTP and ADMIN threads */
     h2o_accept_ctx_t accept_ctx[3]; /* per sk_listener_t */
     h2o_socket_t *listen_socks[3];
-    int listen_fds[3];         /* opened by the main thread; 0 or -1 = none */
-    sk_timer_t *accept_resume; /* HTTP threads: restarts the listeners that ran out of fds (http.c on_accept) */
+    int listen_fds[3];              /* opened by the main thread; 0 or -1 = none */
+    sk_timer_t *accept_resume;      /* HTTP threads: restarts the listeners that ran out of fds (http.c on_accept) */
+    struct st_sk_conn_map_t *conns; /* HTTP threads with the access listener: peer -> fd (conn_probe.c) */
     struct st_sk_metrics_thread_t *metrics;
     /* cross-thread posting */
     pthread_mutex_t post_mu;
@@ -271,6 +272,19 @@ void sk_http_close_listeners(sk_thread_t *thr);
 void sk_http_reply(h2o_req_t *req, int code, const char *message, const char *data_json);
 void sk_http_reply_raw(h2o_req_t *req, int http_status, const char *content_type, const char *body, size_t len);
 int sk_http_req_body(h2o_req_t *req, h2o_iovec_t *body);
+
+/* conn_probe.c: which accepted fd carries which peer, to notice a client that closed while its request waits */
+typedef struct st_sk_conn_map_t sk_conn_map_t;
+sk_conn_map_t *sk_conn_map_new(void);
+void sk_conn_map_free(sk_conn_map_t *m);
+/** Remembers that fd carries the connection from `peer` (bounded: may evict an older slot). */
+void sk_conn_map_note(sk_conn_map_t *m, const struct sockaddr *peer, socklen_t len, int fd);
+/** The fd last noted for `peer`, or -1. */
+int sk_conn_map_find(const sk_conn_map_t *m, const struct sockaddr *peer, socklen_t len);
+/** 1 if fd still carries `peer` and the peer has closed or reset, 0 if it is open, -1 unknown (fd is another's). */
+int sk_conn_peer_closed(int fd, const struct sockaddr *peer, socklen_t len);
+/** The API's req_peer_closed (on the request's HTTP thread). */
+int sk_http_req_peer_closed(h2o_req_t *req);
 void sk_http_thread_dispose(sk_thread_t *thr);
 /** Serves /healthz (and on the status listener /status and /metrics). 0 if it answered, -1 if the path is not its. */
 int sk_status_handle(sk_host_t *host, sk_listener_t listener, h2o_req_t *req);

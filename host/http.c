@@ -186,14 +186,14 @@ on_accept(h2o_socket_t *listener, const char *err)
 {
     if (err != NULL)
         return;
+    h2o_accept_ctx_t *ac = listener->data;
+    sk_thread_t *thr = (sk_thread_t *)((char *)ac->ctx - offsetof(sk_thread_t, h2o_ctx));
     h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
     if (sock == NULL) {
         /* Out of fds, the connection stays in the backlog and the listener stays readable: h2o would try again on
          * every loop pass and spin a core (44% measured) while nothing gets in. This thread stops accepting for
          * 100 ms instead; fds come back as connections end or reach http.idle_timeout_ms. */
         if (errno == EMFILE || errno == ENFILE) {
-            h2o_accept_ctx_t *ac = listener->data;
-            sk_thread_t *thr = (sk_thread_t *)((char *)ac->ctx - offsetof(sk_thread_t, h2o_ctx));
             for (int l = 0; l < 3; ++l)
                 if (thr->listen_socks[l] != NULL && h2o_socket_is_reading(thr->listen_socks[l]))
                     h2o_socket_read_stop(thr->listen_socks[l]);
@@ -201,7 +201,13 @@ on_accept(h2o_socket_t *listener, const char *err)
         }
         return;
     }
-    h2o_accept(listener->data, sock);
+    if (thr->conns != NULL && listener == thr->listen_socks[SK_LISTENER_ACCESS]) {
+        struct sockaddr_storage ss;
+        socklen_t len = h2o_socket_getpeername(sock, (struct sockaddr *)&ss);
+        if (len != 0)
+            sk_conn_map_note(thr->conns, (struct sockaddr *)&ss, len, h2o_socket_get_fd(sock));
+    }
+    h2o_accept(ac, sock);
 }
 
 void
@@ -211,6 +217,8 @@ sk_http_thread_init(sk_thread_t *thr)
     h2o_context_init(&thr->h2o_ctx, thr->h2o_loop, &host->h2o_conf);
     thr->metrics = sk_metrics_thread_new(host);
     thr->accept_resume = sk_timer_new(thr, on_accept_resume, thr);
+    if (thr->listen_fds[SK_LISTENER_ACCESS] > 0)
+        thr->conns = sk_conn_map_new(); /* NULL only means no probing */
     for (int l = 0; l < 3; ++l) {
         if (thr->listen_fds[l] <= 0)
             continue;
@@ -244,6 +252,8 @@ sk_http_thread_dispose(sk_thread_t *thr)
     sk_timer_free(thr->accept_resume);
     thr->accept_resume = NULL;
     sk_http_close_listeners(thr);
+    sk_conn_map_free(thr->conns);
+    thr->conns = NULL;
     h2o_context_dispose(&thr->h2o_ctx);
     /* libh2o 2.2.5 (evloop) destroys the context's queue but never frees it */
     free(thr->h2o_ctx.queue);

@@ -316,6 +316,12 @@ struct st_sk_host_api_t {
      * connection. Without a cluster it is redis_cmdargv. */
     int (*redis_cmdargv_at)(sk_redis_t *r, const char *route_key, size_t route_len, sk_redis_cb cb, void *data, unsigned timeout_ms,
                             int argc, const char **argv, const size_t *argvlen);
+
+    /* ---- version 3 ---- */
+    /** On the request's HTTP thread, for a request on the access listener: 1 if its client has closed or reset the
+     * connection, 0 if it is still open, -1 if the host cannot tell (the request then waits for its deadline). One
+     * getpeername and one poll; meant for requests that have waited a while, not for every request. */
+    int (*req_peer_closed)(h2o_req_t *req);
 };
 
 #ifdef __cplusplus

@@ -34,6 +34,8 @@
 #define SK_ACCESS_ALIVE_HOLD_MS 5000 /* a failed read of the live-logic count keeps the last good one this long */
 #define SK_ACCESS_MAX_POLLED 4096    /* activities polled for sold counts */
 #define SK_ACCESS_LEARNED 16         /* sold-out flags learned from 1007 answers, per thread */
+#define SK_ACCESS_PROBE_MS 250       /* a waiting /sec/kill is probed for a closed client after this, then this often */
+#define SK_ACCESS_PROBE_MAX 4096     /* probes per thread per tick (the oldest waiting first) */
 #define SK_ACCESS_SUB_GRACE_MS 1000  /* redis.cluster: how long requests are still queued while the subscriber moves */
 
 typedef struct st_sk_access_control_t sk_access_control_t;
@@ -71,7 +73,7 @@ typedef struct st_sk_access_t {
     /* figures for /status and /metrics */
     atomic_size_t bl_users, bl_ips;
     atomic_llong logic_alive, queue_len, offset_ms;
-    atomic_ullong queued, timeouts, redis_errors, bl_loads;
+    atomic_ullong queued, timeouts, gone, redis_errors, bl_loads;
 } sk_access_t;
 
 #define SK_ACCESS_SUBMIT_MAX 128 /* requests per queue script */
@@ -108,7 +110,7 @@ typedef struct st_sk_access_thread_t {
         uint64_t seq;
     } unsettled[1024];
     size_t nunsettled;
-    sk_timer_t *timer;
+    sk_timer_t *timer, *probe_timer;
 } sk_access_thread_t;
 
 /* ---- request.c ---- */

@@ -167,6 +167,7 @@ status(void *inst, cJSON *obj)
     cJSON_AddNumberToObject(obj, "replay_entries", (double)sk_access_replay_size(a->replay));
     cJSON_AddNumberToObject(obj, "queued", (double)atomic_load(&a->queued));
     cJSON_AddNumberToObject(obj, "timeouts", (double)atomic_load(&a->timeouts));
+    cJSON_AddNumberToObject(obj, "gone", (double)atomic_load(&a->gone));
     cJSON_AddNumberToObject(obj, "redis_errors", (double)atomic_load(&a->redis_errors));
     cJSON_AddBoolToObject(obj, "stopped", atomic_load(&a->stopped) != 0);
 }
@@ -189,6 +190,7 @@ metrics(void *inst, FILE *out)
             sk_access_replay_size(a->replay));
     fprintf(out, "# TYPE seckill_access_queued_total counter\nseckill_access_queued_total %llu\n", atomic_load(&a->queued));
     fprintf(out, "# TYPE seckill_access_timeouts_total counter\nseckill_access_timeouts_total %llu\n", atomic_load(&a->timeouts));
+    fprintf(out, "# TYPE seckill_access_gone_total counter\nseckill_access_gone_total %llu\n", atomic_load(&a->gone));
     fprintf(out, "# TYPE seckill_access_redis_errors_total counter\nseckill_access_redis_errors_total %llu\n",
             atomic_load(&a->redis_errors));
 }

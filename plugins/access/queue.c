@@ -87,8 +87,10 @@ dl_append(sk_access_thread_t *t, sk_access_pending_t *p)
     else
         t->dl_head = p;
     t->dl_tail = p;
-    if (t->dl_head == p)
+    if (t->dl_head == p) {
         t->a->api->timer_start(t->timer, p->deadline_loop_ms - t->a->api->now_ms(t->thr));
+        t->a->api->timer_start(t->probe_timer, SK_ACCESS_PROBE_MS);
+    }
 }
 
 static void
@@ -172,6 +174,36 @@ on_deadline(sk_timer_t *tm, void *data)
     }
     if (t->dl_head != NULL)
         t->a->api->timer_start(tm, t->dl_head->deadline_loop_ms - now);
+}
+
+/* A client that closed while it waits frees its slot now, not at its deadline (SPEC §8.7). Its request stays queued:
+ * the logic layer still decides it before its deadline, and a win stays readable through /sec/result. Requests are
+ * probed oldest first once they have waited SK_ACCESS_PROBE_MS, so the quick answers never pay for a probe. */
+static void
+on_probe(sk_timer_t *tm, void *data)
+{
+    sk_access_thread_t *t = data;
+    const sk_host_api_t *api = t->a->api;
+    uint64_t now = api->now_ms(t->thr), timeout = t->a->conf->access_request_timeout_ms;
+    size_t probed = 0;
+    sk_access_pending_t *p = t->dl_head;
+    while (p != NULL && probed < SK_ACCESS_PROBE_MAX && p->deadline_loop_ms - timeout + SK_ACCESS_PROBE_MS <= now) {
+        sk_access_pending_t *next = p->dl_next;
+        if (p->req != NULL && !p->answered) {
+            probed++;
+            if (api->req_peer_closed(p->req) == 1) {
+                h2o_req_t *req = p->req;
+                atomic_fetch_add(&t->a->gone, 1);
+                finish(p);
+                /* nobody reads it; writing it makes h2o see the closed socket and free the connection */
+                static const char body[] = "client closed the connection\n";
+                api->reply_raw(req, 499, "text/plain", body, sizeof(body) - 1);
+            }
+        }
+        p = next;
+    }
+    if (t->dl_head != NULL)
+        api->timer_start(tm, SK_ACCESS_PROBE_MS);
 }
 
 /* ---- the queue script: one per loop pass, for every request of that pass ---- */
@@ -691,7 +723,8 @@ sk_access_queue_init(sk_access_thread_t *t)
     snprintf(t->id_prefix, sizeof(t->id_prefix), "%s:%u:", a->conf->node_id, t->index);
     if ((t->timer = api->timer_new(t->thr, on_deadline, t)) == NULL ||
         (t->submit_timer = api->timer_new(t->thr, on_submit_timer, t)) == NULL ||
-        (t->cmd = api->redis_new(a->self, t->thr)) == NULL || (t->sub = api->redis_new(a->self, t->thr)) == NULL)
+        (t->probe_timer = api->timer_new(t->thr, on_probe, t)) == NULL || (t->cmd = api->redis_new(a->self, t->thr)) == NULL ||
+        (t->sub = api->redis_new(a->self, t->thr)) == NULL)
         return -1;
     api->redis_on_connect(t->cmd, on_cmd_connect, t);
     if (api->redis_subscribe(t->sub, t->channel, on_reply_msg, t) != 0)
@@ -722,8 +755,10 @@ sk_access_queue_dispose(sk_access_thread_t *t)
         api->timer_free(t->timer);
     if (t->submit_timer != NULL)
         api->timer_free(t->submit_timer);
+    if (t->probe_timer != NULL)
+        api->timer_free(t->probe_timer);
     free(t->buckets);
     t->sub = t->cmd = NULL;
-    t->timer = t->submit_timer = NULL;
+    t->timer = t->submit_timer = t->probe_timer = NULL;
     t->buckets = NULL;
 }
