@@ -19,85 +19,14 @@
 #include <strings.h>
 #include <hiredis/hiredis.h>
 #include "redis_cluster.h"
+#include "redis_cluster_internal.h"
 #include "sk_cluster.h"
 #include "sk_list.h"
 
-#define MAX_NODES 64
-#define NO_NODE 0xff
-#define MAX_HOPS 5
-#define RETRY_MS 15
-#define TICK_MS 10
-#define HOUSE_MS 100
-#define REFRESH_AFTER_DOWN_MS 200
-#define REFRESH_EVERY_MS 3000
-#define MAX_ARGS 64
-#define MAX_SUBS 64
-#define DEFAULT_TIMEOUT_MS 500
-
-typedef struct st_node_t {
-    sk_redis_cluster_t *cl;
-    char ip[64];
-    int port;
-    int master;       /* in the last map */
-    sk_redis_t *conn; /* commands; NULL when not a master */
-} node_t;
-
-typedef struct st_ccmd_t {
-    struct st_ccmd_t *next; /* in the parked list */
-    sk_redis_cluster_t *cl;
-    sk_redis_cb cb;
-    void *data;
-    uint64_t deadline, retry_at;
-    char *cmd;
-    size_t len;
-    int slot;     /* -1: keyless */
-    int ask_node; /* -1, or the node of an ASK to send to once with ASKING */
-    int hops;
-    int broadcast; /* SCRIPT: sends outstanding */
-    int answered;  /* a broadcast's user callback ran */
-} ccmd_t;
-
-typedef struct st_csub_t {
-    sk_redis_cluster_t *cl;
-    char *channel;
-    sk_redis_msg_cb cb;
-    void *data;
-} csub_t;
-
-struct st_sk_redis_cluster_t {
-    sk_redis_t *front;
-    sk_host_t *host;
-    sk_thread_t *thr;
-    char who[64];
-    unsigned timeout_ms;
-    node_t nodes[MAX_NODES];
-    size_t nnodes, nseeds, next_seed;
-    uint8_t slots[SK_CLUSTER_SLOTS];
-    int map_known;
-    int refreshing, refresh_wanted;
-    uint64_t last_refresh, down_since, created_at;
-    char *slots_cmd;
-    int slots_len;
-    ccmd_t *parked;
-    sk_timer_t *tick, *house;
-    int tick_armed;
-    void (*on_connect)(sk_redis_t *r, void *data);
-    void *on_connect_data;
-    int used_for_commands;
-    csub_t subs[MAX_SUBS];
-    size_t nsubs;
-    sk_redis_t *sub_conn;
-    int sub_node;
-    int depth, freeing;
-    size_t inflight; /* callbacks of ours the conns still owe: the router outlives them all */
-    int logged_no_map;
-};
-
 static void dispatch(ccmd_t *c, int first);
-static void refresh(sk_redis_cluster_t *cl);
 
-static uint64_t
-now_ms(sk_redis_cluster_t *cl)
+uint64_t
+sk_rc_now_ms(sk_redis_cluster_t *cl)
 {
     return sk_thread_now_ms(cl->thr);
 }
@@ -114,21 +43,21 @@ destroy(sk_redis_cluster_t *cl)
     free(cl);
 }
 
-static void
-enter(sk_redis_cluster_t *cl)
+void
+sk_rc_enter(sk_redis_cluster_t *cl)
 {
     cl->depth++;
 }
 
-static void
-leave(sk_redis_cluster_t *cl)
+void
+sk_rc_leave(sk_redis_cluster_t *cl)
 {
     if (--cl->depth == 0 && cl->freeing && cl->inflight == 0)
         destroy(cl);
 }
 
-static int
-find_node(sk_redis_cluster_t *cl, const char *ip, int port, int add)
+int
+sk_rc_find_node(sk_redis_cluster_t *cl, const char *ip, int port, int add)
 {
     for (size_t i = 0; i < cl->nnodes; ++i)
         if (cl->nodes[i].port == port && strcmp(cl->nodes[i].ip, ip) == 0)
@@ -178,11 +107,11 @@ on_tick(sk_timer_t *t, void *data)
 {
     (void)t;
     sk_redis_cluster_t *cl = data;
-    enter(cl);
+    sk_rc_enter(cl);
     cl->tick_armed = 0;
     ccmd_t *list = cl->parked;
     cl->parked = NULL;
-    uint64_t now = now_ms(cl);
+    uint64_t now = sk_rc_now_ms(cl);
     while (list != NULL) {
         ccmd_t *c = list;
         list = c->next;
@@ -194,22 +123,21 @@ on_tick(sk_timer_t *t, void *data)
         else
             park(c, c->retry_at);
     }
-    leave(cl);
+    sk_rc_leave(cl);
 }
 
 /* ---- sending ---- */
 
 static void on_cmd_reply(sk_redis_t *conn, redisReply *reply, const char *err, void *data);
-static void on_conn_up(sk_redis_t *conn, void *data);
 
-static void
-ensure_conn(sk_redis_cluster_t *cl, node_t *n)
+void
+sk_rc_ensure_conn(sk_redis_cluster_t *cl, node_t *n)
 {
     if (n->conn != NULL || cl->freeing)
         return;
     n->conn = sk_redis_conn_new(cl->host, cl->thr, cl->who, n->ip, n->port);
     if (n->conn != NULL)
-        sk_redis_on_connect(n->conn, on_conn_up, n);
+        sk_redis_on_connect(n->conn, sk_rc_on_conn_up, n);
 }
 
 static int
@@ -253,7 +181,7 @@ dispatch_(ccmd_t *c, int first, int *ret)
 {
     sk_redis_cluster_t *cl = c->cl;
     *ret = 0;
-    uint64_t now = now_ms(cl);
+    uint64_t now = sk_rc_now_ms(cl);
     if (cl->freeing) {
         finish(c, NULL, "disconnected");
         return;
@@ -273,7 +201,7 @@ dispatch_(ccmd_t *c, int first, int *ret)
         return;
     }
     node_t *n = &cl->nodes[ni];
-    ensure_conn(cl, n); /* a node first named by a redirect */
+    sk_rc_ensure_conn(cl, n); /* a node first named by a redirect */
     switch (sk_redis_conn_state(n->conn)) {
     case SK_CONN_READY:
         if (sk_redis_conn_formatted(n->conn, on_cmd_reply, c, c->deadline, c->ask_node >= 0, c->cmd, c->len) == 0) {
@@ -306,7 +234,7 @@ on_cmd_reply(sk_redis_t *conn, redisReply *reply, const char *err, void *data)
     (void)conn;
     ccmd_t *c = data;
     sk_redis_cluster_t *cl = c->cl;
-    enter(cl);
+    sk_rc_enter(cl);
     cl->inflight--;
     if (c->broadcast > 0) {
         /* the first answer goes to the user, whichever master gave it */
@@ -325,7 +253,7 @@ on_cmd_reply(sk_redis_t *conn, redisReply *reply, const char *err, void *data)
     if (err == NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR && !cl->freeing) {
         sk_cluster_redirect_t rd;
         if (c->hops < MAX_HOPS && sk_cluster_parse_redirect(reply->str, reply->len, &rd) == 0) {
-            int ni = find_node(cl, rd.host, rd.port, 1);
+            int ni = sk_rc_find_node(cl, rd.host, rd.port, 1);
             if (ni >= 0) {
                 c->hops++;
                 if (rd.kind == SK_CLUSTER_MOVED) {
@@ -339,13 +267,13 @@ on_cmd_reply(sk_redis_t *conn, redisReply *reply, const char *err, void *data)
             }
         } else if (sk_cluster_is_retryable(reply->str, reply->len)) {
             /* not a hop: a migration or a failover lasts what it lasts, and the deadline bounds the retries */
-            park(c, now_ms(cl) + RETRY_MS);
+            park(c, sk_rc_now_ms(cl) + RETRY_MS);
             goto Exit;
         }
     }
     finish(c, reply, err);
 Exit:
-    leave(cl);
+    sk_rc_leave(cl);
 }
 
 static int
@@ -363,7 +291,7 @@ submit(sk_redis_cluster_t *cl, int slot, int broadcast, sk_redis_cb cb, void *da
     c->cl = cl;
     c->cb = cb;
     c->data = data;
-    c->deadline = now_ms(cl) + (timeout_ms != 0 ? timeout_ms : cl->timeout_ms);
+    c->deadline = sk_rc_now_ms(cl) + (timeout_ms != 0 ? timeout_ms : cl->timeout_ms);
     c->cmd = cmd;
     c->len = len;
     c->slot = slot;
@@ -455,9 +383,9 @@ on_sub_msg(sk_redis_t *conn, const char *channel, const char *msg, size_t len, v
 {
     (void)conn;
     csub_t *s = data;
-    enter(s->cl);
+    sk_rc_enter(s->cl);
     s->cb(s->cl->front, channel, msg, len, s->data);
-    leave(s->cl);
+    sk_rc_leave(s->cl);
 }
 
 /* The subscriber conn lives on the master of the first channel's slot; a new one is made when that node stopped
@@ -465,8 +393,8 @@ on_sub_msg(sk_redis_t *conn, const char *channel, const char *msg, size_t len, v
  * cluster, so any master serves as well: when the conn to ours is down (a master killed, before the cluster has
  * promoted its replica), the subscription moves to the next master at once instead of waiting out the failover, so
  * that an access thread keeps hearing the answers of the activities on the masters still up. */
-static void
-place_subscriber(sk_redis_cluster_t *cl)
+void
+sk_rc_place_subscriber(sk_redis_cluster_t *cl)
 {
     if (cl->nsubs == 0 || !cl->map_known || cl->freeing)
         return;
@@ -496,7 +424,7 @@ place_subscriber(sk_redis_cluster_t *cl)
     cl->sub_conn = sk_redis_conn_new(cl->host, cl->thr, cl->who, cl->nodes[ni].ip, cl->nodes[ni].port);
     if (cl->sub_conn == NULL)
         return;
-    sk_redis_on_connect(cl->sub_conn, on_conn_up, &cl->nodes[ni]);
+    sk_redis_on_connect(cl->sub_conn, sk_rc_on_conn_up, &cl->nodes[ni]);
     for (size_t i = 0; i < cl->nsubs; ++i)
         sk_redis_subscribe(cl->sub_conn, cl->subs[i].channel, on_sub_msg, &cl->subs[i]);
 }
@@ -519,160 +447,8 @@ sk_redis_cluster_subscribe(sk_redis_cluster_t *cl, const char *channel, sk_redis
     if (cl->sub_conn != NULL)
         sk_redis_subscribe(cl->sub_conn, channel, on_sub_msg, s);
     else
-        place_subscriber(cl);
+        sk_rc_place_subscriber(cl);
     return 0;
-}
-
-/* ---- the slot map ---- */
-
-static void
-on_conn_up(sk_redis_t *conn, void *data)
-{
-    node_t *n = data;
-    sk_redis_cluster_t *cl = n->cl;
-    enter(cl);
-    if (!cl->map_known || cl->refresh_wanted)
-        refresh(cl);
-    else if (cl->on_connect != NULL && (cl->nsubs == 0 ? conn != cl->sub_conn : conn == cl->sub_conn))
-        cl->on_connect(cl->front, cl->on_connect_data);
-    leave(cl);
-}
-
-static int
-reply_int(const redisReply *r, long long *v)
-{
-    if (r->type != REDIS_REPLY_INTEGER)
-        return -1;
-    *v = r->integer;
-    return 0;
-}
-
-static void
-apply_map(sk_redis_cluster_t *cl, const redisReply *reply, const char *asked_ip)
-{
-    uint8_t slots[SK_CLUSTER_SLOTS];
-    int master[MAX_NODES] = {0};
-    memset(slots, NO_NODE, sizeof(slots));
-    for (size_t i = 0; i < reply->elements; ++i) {
-        const redisReply *e = reply->element[i];
-        long long lo, hi, port;
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 || reply_int(e->element[0], &lo) != 0 ||
-            reply_int(e->element[1], &hi) != 0 || lo < 0 || hi >= SK_CLUSTER_SLOTS || lo > hi)
-            continue;
-        const redisReply *m = e->element[2];
-        if (m->type != REDIS_REPLY_ARRAY || m->elements < 2 || m->element[0]->type != REDIS_REPLY_STRING ||
-            reply_int(m->element[1], &port) != 0 || port <= 0 || port > 65535)
-            continue;
-        /* an empty endpoint means "the node you asked" (cluster-preferred-endpoint-type unknown-endpoint) */
-        const char *ip = m->element[0]->len > 0 ? m->element[0]->str : asked_ip;
-        int ni = find_node(cl, ip, (int)port, 1);
-        if (ni < 0)
-            continue;
-        master[ni] = 1;
-        memset(slots + lo, ni, (size_t)(hi - lo + 1));
-    }
-    memcpy(cl->slots, slots, sizeof(slots));
-    int had_map = cl->map_known;
-    cl->map_known = 1;
-    for (size_t i = 0; i < cl->nnodes; ++i) {
-        node_t *n = &cl->nodes[i];
-        n->master = master[i];
-        if (!n->master && n->conn != NULL) {
-            sk_redis_t *conn = n->conn;
-            n->conn = NULL;
-            sk_redis_free(conn); /* its pending commands fail "disconnected" */
-        } else if (n->master && cl->nsubs == 0) {
-            ensure_conn(cl, n);
-        }
-    }
-    place_subscriber(cl);
-    /* on_connect for the masters that were ready before the map was known */
-    if (!had_map && cl->on_connect != NULL && sk_redis_cluster_connected(cl))
-        cl->on_connect(cl->front, cl->on_connect_data);
-}
-
-static void
-on_slots(sk_redis_t *conn, redisReply *reply, const char *err, void *data)
-{
-    sk_redis_cluster_t *cl = data;
-    enter(cl);
-    cl->inflight--;
-    cl->refreshing = 0;
-    cl->last_refresh = now_ms(cl);
-    if (cl->freeing) {
-        leave(cl);
-        return;
-    }
-    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
-        sk_logf(SK_LOG_WARN, cl->who, "redis cluster: CLUSTER SLOTS failed: %s",
-                err != NULL ? err : (reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str : "empty answer"));
-        cl->refresh_wanted = 1;
-    } else {
-        int port;
-        const char *ip = sk_redis_conn_addr(conn, &port);
-        char asked[64];
-        snprintf(asked, sizeof(asked), "%s", ip);
-        cl->refresh_wanted = 0;
-        apply_map(cl, reply, asked);
-    }
-    leave(cl);
-}
-
-static void
-refresh(sk_redis_cluster_t *cl)
-{
-    if (cl->refreshing || cl->freeing)
-        return;
-    cl->refresh_wanted = 1;
-    /* ask a ready conn: a master first, then any node (a seed), else open the next seed and ask when it is up */
-    node_t *ask = NULL;
-    for (int pass = 0; pass < 2 && ask == NULL; ++pass)
-        for (size_t i = 0; i < cl->nnodes && ask == NULL; ++i)
-            if ((pass == 1 || cl->nodes[i].master) && sk_redis_conn_state(cl->nodes[i].conn) == SK_CONN_READY)
-                ask = &cl->nodes[i];
-    if (ask == NULL) {
-        size_t tries = cl->nnodes;
-        while (tries-- > 0) {
-            node_t *n = &cl->nodes[cl->next_seed++ % cl->nnodes];
-            if (n->conn == NULL || sk_redis_conn_state(n->conn) == SK_CONN_DOWN) {
-                ensure_conn(cl, n); /* a conn in back-off keeps retrying on its own */
-                break;
-            }
-        }
-        return;
-    }
-    if (sk_redis_conn_formatted(ask->conn, on_slots, cl, now_ms(cl) + cl->timeout_ms, 0, cl->slots_cmd, (size_t)cl->slots_len) ==
-        0) {
-        cl->refreshing = 1;
-        cl->inflight++;
-    }
-}
-
-static void
-on_house(sk_timer_t *t, void *data)
-{
-    sk_redis_cluster_t *cl = data;
-    enter(cl);
-    uint64_t now = now_ms(cl);
-    int down = 0;
-    for (size_t i = 0; i < cl->nnodes; ++i)
-        if (cl->nodes[i].master && sk_redis_conn_state(cl->nodes[i].conn) == SK_CONN_DOWN)
-            down = 1;
-    if (down && cl->down_since == 0)
-        cl->down_since = now;
-    else if (!down)
-        cl->down_since = 0;
-    if (!cl->map_known || cl->refresh_wanted || now - cl->last_refresh >= REFRESH_EVERY_MS ||
-        (down && now - cl->down_since >= REFRESH_AFTER_DOWN_MS && now - cl->last_refresh >= REFRESH_AFTER_DOWN_MS))
-        refresh(cl);
-    place_subscriber(cl); /* a subscriber whose master went down moves to another master */
-    if (!cl->map_known && !cl->logged_no_map && now - cl->created_at > 5000) {
-        cl->logged_no_map = 1;
-        sk_logf(SK_LOG_WARN, cl->who, "redis cluster %s: no slot map yet", cl->host->conf.redis_addr);
-    }
-    if (!cl->freeing)
-        sk_timer_start(t, HOUSE_MS);
-    leave(cl);
 }
 
 /* ---- API ---- */
@@ -691,7 +467,7 @@ sk_redis_cluster_new(sk_redis_t *front, sk_host_t *host, sk_thread_t *thr, const
     memset(cl->slots, NO_NODE, sizeof(cl->slots));
     cl->slots_len = redisFormatCommand(&cl->slots_cmd, "CLUSTER SLOTS");
     cl->tick = sk_timer_new(thr, on_tick, cl);
-    cl->house = sk_timer_new(thr, on_house, cl);
+    cl->house = sk_timer_new(thr, sk_rc_on_house, cl);
     const char *p = host->conf.redis_addr, *item;
     size_t len;
     while (sk_list_next(&p, &item, &len)) {
@@ -702,10 +478,10 @@ sk_redis_cluster_new(sk_redis_t *front, sk_host_t *host, sk_thread_t *thr, const
         memcpy(one, item, len);
         one[len] = '\0';
         if (sk_conf_parse_addr(one, ip, sizeof(ip), &port) == 0)
-            find_node(cl, ip, port, 1);
+            sk_rc_find_node(cl, ip, port, 1);
     }
     cl->nseeds = cl->nnodes;
-    cl->created_at = now_ms(cl);
+    cl->created_at = sk_rc_now_ms(cl);
     if (cl->slots_len < 0 || cl->tick == NULL || cl->house == NULL || cl->nnodes == 0) {
         sk_timer_free(cl->tick);
         sk_timer_free(cl->house);
@@ -713,10 +489,10 @@ sk_redis_cluster_new(sk_redis_t *front, sk_host_t *host, sk_thread_t *thr, const
         free(cl);
         return NULL;
     }
-    enter(cl);
-    refresh(cl);
+    sk_rc_enter(cl);
+    sk_rc_refresh(cl);
     sk_timer_start(cl->house, HOUSE_MS);
-    leave(cl);
+    sk_rc_leave(cl);
     return cl;
 }
 
@@ -725,7 +501,7 @@ sk_redis_cluster_free(sk_redis_cluster_t *cl)
 {
     if (cl->freeing)
         return;
-    enter(cl);
+    sk_rc_enter(cl);
     cl->freeing = 1;
     cl->on_connect = NULL;
     sk_timer_stop(cl->tick);
@@ -744,7 +520,7 @@ sk_redis_cluster_free(sk_redis_cluster_t *cl)
         cl->parked = c->next;
         finish(c, NULL, "disconnected");
     }
-    leave(cl);
+    sk_rc_leave(cl);
 }
 
 int
