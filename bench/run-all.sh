@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README "Benchmarks": SecKill against a bare libh2o server (bench/h2o_hello, 1 thread), A/B in the same run.
 #
-#   bench/run-all.sh [--quick] [--duration S] [--rounds N] [--only info,soldout,full] [--keep]
+#   bench/run-all.sh [--quick] [--duration S] [--rounds N] [--only info,soldout,full] [--conns "64 256"] [--keep]
 #
 # It starts its own redis-server, etcd and three seckilld processes (access with 1 HTTP thread, logic, admin) on free
 # loopback ports in a temporary directory, and stops all of them at exit. Then, each path against h2o_hello first
@@ -18,10 +18,14 @@
 # (the default allows 50 requests per IP per second). Redis runs with AOF appendfsync always, the shipped setting.
 #
 # Options: --duration S seconds per measurement (default 10; --quick = 3), --rounds N repeats every A/B pair N times
-# (A B A B ...; default 1), --only LIST measures a subset, --keep keeps the temporary directory (logs).
+# (A B A B ...; default 1), --only LIST measures a subset, --conns LIST the connection counts of the full path and its
+# Redis baseline (default "64 256"; /sec/info and sold-out use SK_BENCH_CONNS), --keep keeps the temporary directory.
+# Per full-path connection count it prints the issue-14 ratios: server CPU per request (access + logic + Redis) over the
+# bare handler's, Redis CPU per request over what redis-benchmark SET costs the same Redis (AOF, appendfsync as the
+# run's) per request, and throughput and p99 against their targets.
 # Environment: SK_BUILD_DIR (default ./build), SK_BENCH_CONNS (64), SK_BENCH_USERS (distinct users of the full path,
 # default 1000000), SK_BENCH_FSYNC (always|everysec, default always).
-# Run time: about 7 x duration + 20 s (about 1.5 min at the default). The last line is a JSON summary.
+# Run time: about (3 + 2 x connection counts) x duration + 20 s (about 2 min at the default). The last line is a JSON summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -33,6 +37,7 @@ DURATION=10
 ROUNDS=1
 ONLY=info,soldout,full
 KEEP=0
+FULL_CONNS="64 256"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -49,6 +54,10 @@ while [ $# -gt 0 ]; do
         ONLY=${2:?--only needs a list}
         shift
         ;;
+    --conns)
+        FULL_CONNS=${2:?--conns needs a list}
+        shift
+        ;;
     --keep) KEEP=1 ;;
     -h | --help)
         sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
@@ -63,6 +72,10 @@ while [ $# -gt 0 ]; do
 done
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 ]] || { echo "run-all: --duration takes whole seconds >= 1" >&2; exit 2; }
 [[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 ]] || { echo "run-all: --rounds takes an integer >= 1" >&2; exit 2; }
+FULL_CONNS=${FULL_CONNS//,/ }
+for c in $FULL_CONNS; do
+    [[ "$c" =~ ^[0-9]+$ && "$c" -ge 1 && "$c" -le 4096 ]] || { echo "run-all: --conns takes counts 1..4096" >&2; exit 2; }
+done
 
 say() { echo "run-all: $*" >&2; }
 die() {
@@ -194,8 +207,9 @@ say "product $PRODUCT is sold out"
 
 RESULTS=$TMP/results.jsonl
 : >"$RESULTS"
-record() { # path server rps cpu_us extra_json
-    printf '{"path":"%s","server":"%s","rps":%s,"cpu_us":%s,"extra":%s}\n' "$1" "$2" "$3" "$4" "${5:-null}" >>"$RESULTS"
+record() { # path server rps cpu_us extra_json [conns]
+    printf '{"path":"%s","server":"%s","rps":%s,"cpu_us":%s,"extra":%s,"conns":%s}\n' "$1" "$2" "$3" "$4" "${5:-null}" \
+        "${6:-$CONNS}" >>"$RESULTS"
 }
 
 wrk_run() { # label url pid [wrk args...] -> prints wrk output, records
@@ -235,74 +249,107 @@ for ((round = 1; round <= ROUNDS; round++)); do
         record soldout seckilld "$WRK_RPS" "$WRK_CPU" "$(echo "$WRK_OUT" | grep '^{"wrk"' | tail -1)"
     fi
     if want full; then
-        say "[$round] full /sec/kill: seckill-bench -c$CONNS -d$DURATION closed loop, $USERS distinct users, baseline first"
-        wait_aof_idle
-        set +e
-        out=$("$BENCH" "${BENCH_COMMON[@]}" -c "$CONNS" -d "$DURATION" --total 100000000 --users "$USERS" \
-            --baseline "$HELLO" --server-pid "$ACCESS_PID" --server-pid "$LOGIC_PID" --server-pid "$REDIS_PID")
-        rc=$?
-        set -e
-        echo "$out" >"$TMP/full-$round.txt"
-        echo "$out" | grep -v '^{' >&2
-        [ "$rc" -eq 0 ] || say "seckill-bench reported a failed check (exit $rc): see above"
-        summary=$(echo "$out" | tail -1)
-        rps=$(echo "$summary" | json_get 'round(d["throughput"], 1)')
-        cpu=$(echo "$summary" | json_get 'round(d["server_cpu_us_per_req"] or 0, 1)')
-        split=$(echo "$summary" | json_get \
-            '"{\"access_us\":%.1f,\"logic_us\":%.1f,\"redis_us\":%.1f,\"checks_pass\":%s}" % tuple([c / max(d["answered"], 1) * 1e6 for c in d["server_cpu_s"]] + [str(d["pass"]).lower()])')
-        brps=$(echo "$summary" | json_get 'round(d["baseline"]["throughput"], 1)')
-        bcpu=$(echo "$summary" | json_get 'round(d["baseline"]["server_cpu_us_per_req"] or 0, 1)')
-        record full h2o_hello "$brps" "$bcpu"
-        record full seckilld "$rps" "$cpu" "$split"
-        # Redis itself: the same connections, each waiting for one durable write (AOF fsync per pass). A full-path
-        # request needs two such writes in a row (queued, then decided), so half of this rate is its ceiling here.
-        say "[$round] Redis round trip: redis-benchmark -c$CONNS SET, one durable write per request"
-        wait_aof_idle
-        t0=$(cpu_ticks "$REDIS_PID")
-        rb=$(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNS" -n $((DURATION * 40000)) --csv \
-            SET sk:bench:roundtrip 1 2>/dev/null | tr '\r' '\n' | awk -F'","' '/^"SET/ { print $2 }')
-        t1=$(cpu_ticks "$REDIS_PID")
-        if [[ "$rb" =~ ^[0-9.]+$ ]]; then
-            record redis redis_set "$rb" "$(cpu_us "$t0" "$t1" "$((DURATION * 40000))")"
-        else
-            say "redis-benchmark gave no rate; this round has no Redis baseline"
-            record redis redis_set 0 0 # keeps the rounds aligned
-        fi
-        record redis h2o_hello "$brps" "$bcpu"
+        for c in $FULL_CONNS; do
+            say "[$round] full /sec/kill: seckill-bench -c$c -d$DURATION closed loop, $USERS distinct users, baseline first"
+            wait_aof_idle
+            set +e
+            out=$("$BENCH" "${BENCH_COMMON[@]}" -c "$c" -d "$DURATION" --total 100000000 --users "$USERS" \
+                --baseline "$HELLO" --server-pid "$ACCESS_PID" --server-pid "$LOGIC_PID" --server-pid "$REDIS_PID")
+            rc=$?
+            set -e
+            echo "$out" >"$TMP/full-$round-$c.txt"
+            echo "$out" | grep -v '^{' >&2
+            [ "$rc" -eq 0 ] || say "seckill-bench reported a failed check (exit $rc): see above"
+            summary=$(echo "$out" | tail -1)
+            rps=$(echo "$summary" | json_get 'round(d["throughput"], 1)')
+            cpu=$(echo "$summary" | json_get 'round(d["server_cpu_us_per_req"] or 0, 1)')
+            split=$(echo "$summary" | json_get \
+                '"{\"access_us\":%.1f,\"logic_us\":%.1f,\"redis_us\":%.1f,\"checks_pass\":%s,\"p99_us\":%s}" % tuple([c / max(d["answered"], 1) * 1e6 for c in d["server_cpu_s"]] + [str(d["pass"]).lower(), d["latency_us"]["p99"]])')
+            brps=$(echo "$summary" | json_get 'round(d["baseline"]["throughput"], 1)')
+            bcpu=$(echo "$summary" | json_get 'round(d["baseline"]["server_cpu_us_per_req"] or 0, 1)')
+            record full h2o_hello "$brps" "$bcpu" null "$c"
+            record full seckilld "$rps" "$cpu" "$split" "$c"
+            # Redis itself: the same connections, each waiting for one durable write (AOF fsync per pass). A full-path
+            # request needs two such writes in a row (queued, then decided), so half of this rate is its ceiling here.
+            say "[$round] Redis round trip: redis-benchmark -c$c SET, one durable write per request"
+            wait_aof_idle
+            t0=$(cpu_ticks "$REDIS_PID")
+            rb=$(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$c" -n $((DURATION * 40000)) --csv \
+                SET sk:bench:roundtrip 1 2>/dev/null | tr '\r' '\n' | awk -F'","' '/^"SET/ { print $2 }')
+            t1=$(cpu_ticks "$REDIS_PID")
+            if [[ "$rb" =~ ^[0-9.]+$ ]]; then
+                record redis redis_set "$rb" "$(cpu_us "$t0" "$t1" "$((DURATION * 40000))")" null "$c"
+            else
+                say "redis-benchmark gave no rate; this round has no Redis baseline"
+                record redis redis_set 0 0 null "$c" # keeps the rounds aligned
+            fi
+            record redis h2o_hello "$brps" "$bcpu" null "$c"
+        done
     fi
 done
 
-python3 - "$RESULTS" "$DURATION" "$ROUNDS" "$CONNS" <<'EOF'
+python3 - "$RESULTS" "$DURATION" "$ROUNDS" "$CONNS" "$FSYNC" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-dur, rounds, conns = sys.argv[2:5]
+dur, rounds, conns, fsync = sys.argv[2:6]
 names = {"info": "/sec/info", "soldout": "sold-out /sec/kill", "full": "full /sec/kill", "redis": "Redis SET (baseline)"}
+FLOOR = {"info": 0.85, "soldout": 0.70}  # issue 14: no regression below these
 print()
-print("SecKill vs bare libh2o (h2o_hello -t 1), %s connections, %ss per run, %s round(s); ratios within one round" % (conns, dur, rounds))
-print("%-20s %12s %12s %7s %14s %14s  %s" % ("path", "seckilld/s", "h2o/s", "ratio", "CPU µs/req sk", "CPU µs/req h2o", "notes"))
+print("SecKill vs bare libh2o (h2o_hello -t 1), %ss per run, %s round(s); ratios within one round; Redis AOF appendfsync %s" % (dur, rounds, fsync))
+print("%-26s %12s %12s %7s %14s %14s  %s" % ("path", "seckilld/s", "h2o/s", "ratio", "CPU µs/req sk", "CPU µs/req h2o", "notes"))
 summary = []
-redis_rps = [r["rps"] for r in rows if r["path"] == "redis" and r["server"] == "redis_set"]
+counts = []
+for r in rows:
+    if r["conns"] not in counts:
+        counts.append(r["conns"])
+
+
+def verdict(ok):
+    return "met" if ok else "MISSED"
+
+
 for path in ("info", "soldout", "full", "redis"):
-    sk = [r for r in rows if r["path"] == path and r["server"] in ("seckilld", "redis_set")]
-    hb = [r for r in rows if r["path"] == path and r["server"] == "h2o_hello"]
-    for i, (s, h) in enumerate(zip(sk, hb)):
-        ratio = s["rps"] / h["rps"] if h["rps"] else 0
-        note = ""
-        x = s.get("extra") or {}
-        if path == "full":
-            note = "access %.1f + logic %.1f + redis %.1f µs; checks %s" % (x.get("access_us", 0), x.get("logic_us", 0), x.get("redis_us", 0), "pass" if x.get("checks_pass") else "FAIL")
-            if i < len(redis_rps) and redis_rps[i]:
-                x["of_redis_ceiling"] = round(s["rps"] / (redis_rps[i] / 2), 4)
-                note += "; %.2f of the Redis ceiling (SET rate / 2)" % x["of_redis_ceiling"]
-        elif path == "redis":
-            note = "redis-benchmark SET, one durable write per request; CPU column is Redis'"
-            x = {}
-        elif path == "soldout" and "wrk" in x:
-            st = x["wrk"]["status"]
-            note = "answers %s%s" % (", ".join("%s=%s" % kv for kv in sorted(st.items())), "; file wrapped (replays)" if x["wrk"]["wrapped"] else "")
-        elif path == "info" and x.get("non_2xx"):
-            note = "%d non-2xx answers" % x["non_2xx"]
-        print("%-20s %12.0f %12.0f %7.3f %14.1f %14.1f  %s" % (names[path] + ("" if len(sk) == 1 else " #%d" % (i + 1)), s["rps"], h["rps"], ratio, s["cpu_us"], h["cpu_us"], note))
-        summary.append({"path": path, "round": i + 1, "seckilld_rps": s["rps"], "h2o_rps": h["rps"], "ratio": round(ratio, 4), "seckilld_cpu_us": s["cpu_us"], "h2o_cpu_us": h["cpu_us"], "extra": x})
-print(json.dumps({"tool": "bench/run-all.sh", "duration": int(dur), "rounds": int(rounds), "connections": int(conns), "results": summary}))
+    for c in counts:
+        sk = [r for r in rows if r["path"] == path and r["conns"] == c and r["server"] in ("seckilld", "redis_set")]
+        hb = [r for r in rows if r["path"] == path and r["conns"] == c and r["server"] == "h2o_hello"]
+        rset = [r for r in rows if r["path"] == "redis" and r["conns"] == c and r["server"] == "redis_set"]
+        for i, (s, h) in enumerate(zip(sk, hb)):
+            ratio = s["rps"] / h["rps"] if h["rps"] else 0
+            note = ""
+            x = s.get("extra") or {}
+            if path == "full":
+                note = "access %.1f + logic %.1f + redis %.1f µs; checks %s" % (x.get("access_us", 0), x.get("logic_us", 0), x.get("redis_us", 0), "pass" if x.get("checks_pass") else "FAIL")
+                if i < len(rset) and rset[i]["rps"]:
+                    x["of_redis_ceiling"] = round(s["rps"] / (rset[i]["rps"] / 2), 4)
+                    note += "; %.2f of the Redis ceiling (SET rate / 2)" % x["of_redis_ceiling"]
+                # the issue-14 ratios, each against its target
+                x["server_cpu_ratio"] = round(s["cpu_us"] / h["cpu_us"], 2) if h["cpu_us"] else None
+                set_us = rset[i]["cpu_us"] if i < len(rset) else 0
+                x["redis_set_us"] = set_us
+                x["redis_cpu_ratio"] = round(x.get("redis_us", 0) / set_us, 2) if set_us else None
+                tput = 0.33 if c >= 256 else 0.20
+                p99_ms = (x.get("p99_us") or 0) / 1000.0
+                checks = []
+                if x["server_cpu_ratio"] is not None:
+                    checks.append("server CPU %.1fx bare (<= 5x at 256: %s)" % (x["server_cpu_ratio"], verdict(x["server_cpu_ratio"] <= 5) if c >= 256 else "n/a"))
+                if x["redis_cpu_ratio"] is not None:
+                    checks.append("Redis %.1fx SET's %.1f µs (<= 2x: %s)" % (x["redis_cpu_ratio"], set_us, verdict(x["redis_cpu_ratio"] <= 2)))
+                okt = ratio >= tput and (c < 256 or p99_ms < 20)
+                checks.append("throughput %.3f, p99 %.1f ms (>= %.2f%s: %s)" % (ratio, p99_ms, tput, ", p99 < 20 ms" if c >= 256 else "", verdict(okt)))
+                x["targets_met"] = okt and (x["redis_cpu_ratio"] or 99) <= 2 and (c < 256 or (x["server_cpu_ratio"] or 99) <= 5)
+                note += "\n%-26s   %s" % ("", "; ".join(checks))
+            elif path == "redis":
+                note = "redis-benchmark SET, one durable write per request; CPU column is Redis'"
+                x = {}
+            elif path == "soldout" and "wrk" in x:
+                st = x["wrk"]["status"]
+                note = "answers %s%s" % (", ".join("%s=%s" % kv for kv in sorted(st.items())), "; file wrapped (replays)" if x["wrk"]["wrapped"] else "")
+            elif path == "info" and x.get("non_2xx"):
+                note = "%d non-2xx answers" % x["non_2xx"]
+            if path in FLOOR:
+                note += ("; " if note else "") + ">= %.2f: %s" % (FLOOR[path], verdict(ratio >= FLOOR[path]))
+            label = names[path] + (" c%d" % c) + ("" if len(sk) == 1 else " #%d" % (i + 1))
+            print("%-26s %12.0f %12.0f %7.3f %14.1f %14.1f  %s" % (label, s["rps"], h["rps"], ratio, s["cpu_us"], h["cpu_us"], note))
+            summary.append({"path": path, "round": i + 1, "connections": c, "seckilld_rps": s["rps"], "h2o_rps": h["rps"], "ratio": round(ratio, 4), "seckilld_cpu_us": s["cpu_us"], "h2o_cpu_us": h["cpu_us"], "extra": x})
+print(json.dumps({"tool": "bench/run-all.sh", "duration": int(dur), "rounds": int(rounds), "connections": int(conns), "full_connections": counts, "results": summary}))
 EOF

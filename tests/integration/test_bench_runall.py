@@ -40,26 +40,35 @@ class RunAll(harness.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         summary = json.loads(r.stdout.strip().splitlines()[-1])
         self.assertEqual(summary["tool"], "bench/run-all.sh")
-        rows = {row["path"]: row for row in summary["results"]}
-        self.assertEqual(sorted(rows), ["full", "info", "redis", "soldout"], r.stdout[-2000:])
-        for path, row in rows.items():
-            self.assertGreater(row["seckilld_rps"], 0, path)
-            self.assertGreater(row["h2o_rps"], 0, path)
-            self.assertAlmostEqual(row["ratio"], row["seckilld_rps"] / row["h2o_rps"], places=3, msg=path)
+        self.assertEqual(summary["full_connections"], [64, 256])
+        rows = {(row["path"], row["connections"]): row for row in summary["results"]}
+        self.assertEqual(sorted(rows), [("full", 64), ("full", 256), ("info", 64), ("redis", 64), ("redis", 256),
+                                        ("soldout", 64)], r.stdout[-2000:])
+        for key, row in rows.items():
+            self.assertGreater(row["seckilld_rps"], 0, key)
+            self.assertGreater(row["h2o_rps"], 0, key)
+            self.assertAlmostEqual(row["ratio"], row["seckilld_rps"] / row["h2o_rps"], places=3, msg=key)
 
-        self.assertEqual(rows["info"]["extra"]["non_2xx"], 0)
+        self.assertEqual(rows["info", 64]["extra"]["non_2xx"], 0)
         # the sold-out path is answered from memory: every answer 410 (1007), none a replay of the request file
-        wrk = rows["soldout"]["extra"]["wrk"]
+        wrk = rows["soldout", 64]["extra"]["wrk"]
         self.assertEqual(list(wrk["status"]), ["410"], wrk)
         self.assertEqual(wrk["wrapped"], 0, wrk)
 
-        full = rows["full"]["extra"]
-        self.assertTrue(full["checks_pass"], r.stderr[-3000:])
-        for part in ("access_us", "logic_us", "redis_us"):
-            self.assertGreater(full[part], 0, part)
-        ceiling = rows["redis"]["seckilld_rps"] / 2
-        self.assertAlmostEqual(full["of_redis_ceiling"], rows["full"]["seckilld_rps"] / ceiling, places=3)
+        for c in (64, 256):
+            full, frow, rrow = rows["full", c]["extra"], rows["full", c], rows["redis", c]
+            self.assertTrue(full["checks_pass"], r.stderr[-3000:])
+            for part in ("access_us", "logic_us", "redis_us", "p99_us", "redis_set_us"):
+                self.assertGreater(full[part], 0, (c, part))
+            ceiling = rrow["seckilld_rps"] / 2
+            self.assertAlmostEqual(full["of_redis_ceiling"], frow["seckilld_rps"] / ceiling, places=3)
+            # the issue-14 ratios are what they say: the path's CPU over the bare handler's, Redis' over SET's
+            self.assertAlmostEqual(full["server_cpu_ratio"], frow["seckilld_cpu_us"] / frow["h2o_cpu_us"], delta=0.01)
+            self.assertAlmostEqual(full["redis_cpu_ratio"], full["redis_us"] / rrow["seckilld_cpu_us"], delta=0.01)
+            self.assertEqual(full["redis_set_us"], rrow["seckilld_cpu_us"])
+            self.assertIn("full /sec/kill c%d" % c, r.stdout)
         self.assertIn("Redis SET (baseline)", r.stdout)
+        self.assertIn("(<= 5x at 256: ", r.stdout)
 
         # run-all stops what it started: the pids and the Redis port it announced are gone
         line = [ln for ln in r.stderr.splitlines() if ln.startswith("run-all: redis ")]
