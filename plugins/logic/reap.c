@@ -9,6 +9,10 @@
  * and a node killed mid-way leaves either a whole script's effects or none.
  *
  * Ended activities are reaped too: a token can outlive its sale, and its count and the user's buy_limit still matter.
+ *
+ * The call is EVALSHA: every tick sends it once per activity, and the script's text (several KB) in every call cost
+ * Redis a copy and a SHA1 of it each time. A NOSCRIPT (a Redis restarted or flushed) is answered with one EVAL of the
+ * text, which also puts the script back in Redis' cache for the next tick.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,12 +23,14 @@ typedef struct st_reap_call_t {
     sk_logic_reap_t *rp;
     int64_t aid;
     int busy;
+    int as_eval; /* the next send carries the script text: the last EVALSHA found no script */
 } reap_call_t;
 
 struct st_sk_logic_reap_t {
     sk_logic_t *L;
     sk_thread_t *thr;
     sk_redis_t *redis;
+    char sha[41]; /* of redis/logic_reap.lua */
     reap_call_t calls[SK_LOGIC_MAX_STREAMS];
 };
 
@@ -37,6 +43,14 @@ on_reap(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     reap_call_t *c = data;
     sk_logic_t *L = c->rp->L;
     c->busy = 0;
+    if (err == NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR && !c->as_eval &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        c->as_eval = 1;
+        if (!atomic_load(&L->stopping) && send_reap(c) != 0)
+            atomic_fetch_add(&L->stats.reap_errors, 1);
+        return;
+    }
+    c->as_eval = 0;
     if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[1]->type != REDIS_REPLY_INTEGER) {
         atomic_fetch_add(&L->stats.reap_errors, 1);
@@ -59,11 +73,21 @@ send_reap(reap_call_t *c)
         if (sk_key_activity(keys[i], sizeof(keys[i]), ids[i], c->aid) < 0)
             return -1;
     snprintf(batch, sizeof(batch), "%d", SK_LOGIC_REAP_BATCH);
-    const char *argv[] = {"EVAL", sk_script_logic_reap, "5", keys[0], keys[1], keys[2], keys[3], keys[4], batch};
+    int as_eval = c->as_eval || c->rp->sha[0] == '\0';
+    const char *argv[] = {as_eval ? "EVAL" : "EVALSHA",
+                          as_eval ? sk_script_logic_reap : c->rp->sha,
+                          "5",
+                          keys[0],
+                          keys[1],
+                          keys[2],
+                          keys[3],
+                          keys[4],
+                          batch};
     size_t lens[9];
     for (size_t i = 0; i < 9; ++i)
         lens[i] = strlen(argv[i]);
-    lens[1] = sk_script_logic_reap_len;
+    if (as_eval)
+        lens[1] = sk_script_logic_reap_len;
     if (L->api->redis_cmdargv(c->rp->redis, on_reap, c, 0, 9, argv, lens) != 0)
         return -1;
     c->busy = 1;
@@ -79,6 +103,7 @@ sk_logic_reap_new(sk_logic_t *L, sk_thread_t *thr, sk_redis_t *redis)
     rp->L = L;
     rp->thr = thr;
     rp->redis = redis;
+    sk_logic_script_sha(sk_script_logic_reap, rp->sha); /* empty on failure: then every call is an EVAL */
     for (size_t i = 0; i < SK_LOGIC_MAX_STREAMS; ++i)
         rp->calls[i].rp = rp;
     return rp;
