@@ -49,7 +49,13 @@ struct st_sk_conn_map_t {
 sk_conn_map_t *
 sk_conn_map_new(void)
 {
-    return calloc(1, sizeof(sk_conn_map_t));
+    /* touched in full now: a fixed 512 KB per thread belongs to the daemon's resting size, not to the first storm
+     * of connections that happens to fault its pages in (calloc would leave them untouched) */
+    sk_conn_map_t *m = calloc(1, sizeof(*m));
+    /* a write per page (volatile, or the compiler folds it back into calloc's untouched pages) */
+    for (size_t i = 0; m != NULL && i < sizeof(*m); i += 4096)
+        ((volatile char *)m)[i] = 0;
+    return m;
 }
 
 void
