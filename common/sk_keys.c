@@ -42,6 +42,12 @@ static const char *const formats[SK_KEY_COUNT] = {
     [SK_KEY_STATS] = "sk:stats:%s",
     /* untagged: the zset of nodes that publish counters; "sk:stats" without a colon, so no node id can collide */
     [SK_KEY_STATS_INDEX] = "sk:stats",
+    /* hash move id -> "<units> <destination bucket>": units taken from this bucket's total and not yet known added */
+    [SK_KEY_MOVE_OUT] = "sk:{a%lld}:mout",
+    /* set of move ids added to this bucket's total: a re-driven move is applied at most once */
+    [SK_KEY_MOVE_IN] = "sk:{a%lld}:min",
+    /* "1" while every bucket is empty: the stock script of an empty bucket then answers 1007 instead of 1011 */
+    [SK_KEY_DRY] = "sk:{a%lld}:dry",
 };
 
 const char *
@@ -103,9 +109,48 @@ sk_key_nonce(char *buf, size_t cap, int64_t aid, int64_t uid, const char *nance)
 int
 sk_key_activity(char *buf, size_t cap, sk_key_id_t id, int64_t aid)
 {
-    if (id != SK_KEY_QUEUE && (id < SK_KEY_TOTAL || id > SK_KEY_SEC_PREFIX))
+    if (id != SK_KEY_QUEUE && (id < SK_KEY_TOTAL || id > SK_KEY_SEC_PREFIX) && (id < SK_KEY_MOVE_OUT || id > SK_KEY_DRY))
         return -1;
     return put(buf, cap, id, (long long)aid);
+}
+
+/* The format of id with its "{a%lld}" made "{%s}", so the tag is the first argument. */
+static int
+tagged_format(char *out, size_t cap, sk_key_id_t id)
+{
+    const char *f = formats[id], *at = strstr(f, "{a%lld}");
+    if (at == NULL || strlen(f) + 1 > cap)
+        return -1;
+    size_t pre = (size_t)(at - f);
+    snprintf(out, cap, "%.*s{%%s}%s", (int)pre, f, at + strlen("{a%lld}"));
+    return 0;
+}
+
+static int
+put_tagged(char *buf, size_t cap, sk_key_id_t id, ...)
+{
+    char fmt[64];
+    if (tagged_format(fmt, sizeof(fmt), id) != 0)
+        return -1;
+    va_list ap;
+    va_start(ap, id);
+    int n = vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+int
+sk_key_bucket(char *buf, size_t cap, sk_key_id_t id, const char *tag)
+{
+    if (id != SK_KEY_QUEUE && (id < SK_KEY_TOTAL || id > SK_KEY_SEC_PREFIX) && (id < SK_KEY_MOVE_OUT || id > SK_KEY_DRY))
+        return -1;
+    return put_tagged(buf, cap, id, tag);
+}
+
+int
+sk_key_bucket_nonce(char *buf, size_t cap, const char *tag, int64_t uid, const char *nance)
+{
+    return put_tagged(buf, cap, SK_KEY_NONCE, tag, (long long)uid, nance);
 }
 
 int
@@ -124,6 +169,12 @@ int
 sk_result_key(char *buf, size_t cap, int64_t aid, int64_t deadline_ms)
 {
     return put(buf, cap, SK_KEY_RESULT, (long long)aid, (long long)bucket_of(deadline_ms));
+}
+
+int
+sk_result_key_bucket(char *buf, size_t cap, const char *tag, int64_t deadline_ms)
+{
+    return put_tagged(buf, cap, SK_KEY_RESULT, tag, (long long)bucket_of(deadline_ms));
 }
 
 int64_t

@@ -39,6 +39,9 @@ typedef enum en_sk_key_id {
     SK_KEY_REPLY,            /* sk_key_reply(): pub/sub channel of one access thread */
     SK_KEY_STATS,            /* sk_key_node_stats(): one node's published counters */
     SK_KEY_STATS_INDEX,      /* sk_key_node_stats(NULL): the nodes that publish */
+    SK_KEY_MOVE_OUT,         /* sk_key_activity(): a bucket's outbox of stock moves (common/sk_shard.h) */
+    SK_KEY_MOVE_IN,          /* sk_key_activity(): a bucket's inbox, the ids of the moves applied to it */
+    SK_KEY_DRY,              /* sk_key_activity(): set by the rebalancer while every bucket of the activity is empty */
     SK_KEY_COUNT
 } sk_key_id_t;
 
@@ -57,8 +60,18 @@ const char *sk_key_blacklist(const char *type);
 int sk_key_node(char *buf, size_t cap, const char *node_id);
 /** The replay guard of (user, nance) for a request to activity aid (a replay is refused within one activity). */
 int sk_key_nonce(char *buf, size_t cap, int64_t aid, int64_t uid, const char *nance);
-/** A key of activity aid: id is SK_KEY_QUEUE or one of SK_KEY_TOTAL .. SK_KEY_SEC_PREFIX (-1 for any other id). */
+/** A key of activity aid: id is SK_KEY_QUEUE, one of SK_KEY_TOTAL .. SK_KEY_SEC_PREFIX or SK_KEY_MOVE_OUT ..
+ * SK_KEY_DRY (-1 for any other id). */
 int sk_key_activity(char *buf, size_t cap, sk_key_id_t id, int64_t aid);
+
+/* Stock buckets (common/sk_shard.h): the same keys with the activity's tag "a<aid>" replaced by a bucket's tag from
+ * sk_shard_tag(), so that bucket 0 (and every key of an unsharded activity) is exactly the key written above. */
+/** sk_key_activity() for the bucket with hash tag `tag`. */
+int sk_key_bucket(char *buf, size_t cap, sk_key_id_t id, const char *tag);
+/** sk_key_nonce() for the bucket with hash tag `tag` (the user's bucket). */
+int sk_key_bucket_nonce(char *buf, size_t cap, const char *tag, int64_t uid, const char *nance);
+/** sk_result_key() for the bucket with hash tag `tag`. */
+int sk_result_key_bucket(char *buf, size_t cap, const char *tag, int64_t deadline_ms);
 /** The reply channel of access thread `thread` of node_id. */
 int sk_key_reply(char *buf, size_t cap, const char *node_id, unsigned thread);
 /** Writes "sk:{a<aid>}:res:<minute of deadline_ms>" into buf. Returns its length, or -1 if it does not fit. */

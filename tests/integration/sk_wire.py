@@ -19,7 +19,8 @@ __all__ = [
     "result_keep_until", "stored_results", "token_fields", "token_info", "user_wins", "http", "user_key", "sign",
     "signed_params", "KEY_FORMATS", "LOGIC_ALIVE_KEY", "queue_key", "BLACKLIST_USER_KEY", "BLACKLIST_IP_KEY",
     "BLACKLIST_NOTICE", "blacklist_key", "node_key", "nonce_key", "activity_key", "activity_tag_prefix", "reply_channel",
-    "keys_sample", "key_glob", "script_names", "script_source", "script_sha",
+    "keys_sample", "key_glob", "script_names", "script_source", "script_sha", "bucket_tag", "user_bucket",
+    "bucket_split", "bucket_speed", "bucket_key", "bucket_nonce_key", "bucket_result_key", "bucket_keys_sample",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -157,6 +158,85 @@ def result_key(aid, deadline_ms):
     """The hash holding the stored results of activity aid's requests whose deadline (Redis-clock unix ms) is
     deadline_ms: sk:{a<aid>}:res:<minute of the deadline>, field = request id, value = "code token expires_at"."""
     return KEY_FORMATS["RESULT"] % (int(aid), max(0, int(deadline_ms)) // RESULT_BUCKET_MS)
+
+
+# Stock buckets of a sharded activity (common/sk_shard.c; the unit test compares bucket_keys_sample with C)
+
+def _crc16(data):
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def bucket_tag(aid, b, k):
+    """sk_shard_tag(): bucket b's hash tag (no braces) of activity aid with k buckets."""
+    base = "a%d" % int(aid)
+    if int(k) <= 1 or int(b) == 0:
+        return base
+    stripe = lambda tag: (_crc16(tag.encode()) % 16384) * int(k) // 16384
+    want = (stripe(base) + int(b)) % int(k)
+    for n in range(1000000):
+        tag = "%s.%d.%d" % (base, int(b), n)
+        if stripe(tag) == want:
+            return tag
+    return "%s.%d.0" % (base, int(b))
+
+
+def user_bucket(uid, k):
+    """sk_shard_of_user(): FNV-1a of the decimal user id, mod k."""
+    if int(k) <= 1:
+        return 0
+    h = 2166136261
+    for c in str(int(uid)).encode():
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return h % int(k)
+
+
+def bucket_split(total, b, k):
+    """sk_shard_split(): bucket b's initial share of total."""
+    if int(k) <= 1:
+        return int(total)
+    return int(total) // int(k) + (1 if int(b) < int(total) % int(k) else 0)
+
+
+def bucket_speed(speed, b, k, sec):
+    """sk_shard_speed(): bucket b's wins allowed in unix second sec."""
+    if int(k) <= 1:
+        return int(speed)
+    return int(speed) // int(k) + (1 if (int(b) + int(sec)) % int(k) < int(speed) % int(k) else 0)
+
+
+def _tagged(name, tag):
+    return KEY_FORMATS[name].replace("{a%d}", "{%s}", 1)
+
+
+def bucket_key(aid, name, b=0, k=1):
+    """activity_key() of bucket b (of k): name as there, or move_out, move_in, dry."""
+    fmt = {"sec": "SEC_PREFIX"}.get(name, name.upper())
+    return _tagged(fmt, None) % bucket_tag(aid, b, k)
+
+
+def bucket_nonce_key(aid, uid, nance, k=1):
+    """nonce_key() in the user's bucket."""
+    return _tagged("NONCE", None) % (bucket_tag(aid, user_bucket(uid, k), k), int(uid), nance)
+
+
+def bucket_result_key(aid, deadline_ms, b=0, k=1):
+    """result_key() of bucket b."""
+    return _tagged("RESULT", None) % (bucket_tag(aid, b, k), max(0, int(deadline_ms)) // RESULT_BUCKET_MS)
+
+
+def bucket_keys_sample():
+    """The lines tests/unit/test_common_shard.c compares with its own (activity 7, 3 buckets)."""
+    out = []
+    for b in range(3):
+        out += [bucket_tag(7, b, 3), bucket_key(7, "queue", b, 3), bucket_key(7, "total", b, 3),
+                bucket_key(7, "move_out", b, 3), bucket_result_key(7, 1700000000000, b, 3)]
+    out += [bucket_nonce_key(7, 42, "abc", 3), str(user_bucket(42, 3)), str(user_bucket(1234567, 5))]
+    return out
 
 
 _SCRIPTS_DIR = os.path.join(os.path.dirname(_KEYS_SOURCE), "..", "redis")
@@ -311,3 +391,5 @@ if __name__ == "__main__":
     import sys
     if sys.argv[1:] == ["--keys-sample"]:
         print("\n".join(keys_sample()))
+    elif sys.argv[1:] == ["--bucket-keys-sample"]:
+        print("\n".join(bucket_keys_sample()))
