@@ -39,8 +39,8 @@ view_json(sk_access_thread_t *t, const sk_snapshot_t *snap, const sk_activity_t 
         nl = 0;
     char rate[32];
     int rl = snprintf(rate, sizeof(rate), "%.15g", act->buy_rate);
-    /* fixed text under 180 bytes, 8 numbers of at most 20 bytes, the NUL */
-    if (rl <= 0 || (size_t)rl >= sizeof(rate) || nl + (size_t)rl + 340 > cap)
+    /* fixed text under 190 bytes, 9 numbers of at most 20 bytes, the NUL */
+    if (rl <= 0 || (size_t)rl >= sizeof(rate) || nl + (size_t)rl + 370 > cap)
         return 0;
     const char *stn = sk_access_state_name(st);
     char *p = buf;
@@ -57,6 +57,7 @@ view_json(sk_access_thread_t *t, const sk_snapshot_t *snap, const sk_activity_t 
     p = sk_put_i64(PUT_LIT(p, ",\"buy_limit\":"), act->buy_limit);
     p = put_str(PUT_LIT(p, ",\"buy_rate\":"), rate, (size_t)rl);
     p = sk_put_i64(PUT_LIT(p, ",\"speed\":"), act->speed);
+    p = sk_put_i64(PUT_LIT(p, ",\"shards\":"), sk_activity_shards(act));
     *p++ = '}';
     *p = '\0';
     return (size_t)(p - buf);

@@ -103,9 +103,10 @@ enum {
     SK_ADMIN_F_SPEED = 1 << 6,
     SK_ADMIN_F_BUY_LIMIT = 1 << 7,
     SK_ADMIN_F_BUY_RATE = 1 << 8,
+    SK_ADMIN_F_SHARDS = 1 << 9,
 };
 /** Reads activity fields onto *a. On create the required fields must be present and the others get defaults
- * (status 1, speed 0, buy_limit 1, buy_rate 1); on update only the present ones change. *changed gets SK_ADMIN_F_*. */
+ * (status 1, speed 0, buy_limit 1, buy_rate 1, shards 1); on update only the present ones change. *changed gets SK_ADMIN_F_*. */
 int sk_admin_activity_from_params(const sk_form_t *f, int is_update, sk_activity_t *a, unsigned *changed, char *err, size_t errlen);
 /** The cross-field rules: start < end, end > now (when check_end), total <= product_total. 0, or -1 with err. */
 int sk_admin_activity_check(const sk_activity_t *a, const sk_product_t *p, int64_t now, int check_end, char *err, size_t errlen);

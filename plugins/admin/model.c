@@ -270,6 +270,7 @@ sk_admin_activity_from_params(const sk_form_t *f, int is_update, sk_activity_t *
         a->status = 1;
         a->buy_limit = 1;
         a->buy_rate = 1;
+        a->shards = 1;
     }
     const sk_form_param_t *name = sk_form_get(f, "activity_name");
     if (name != NULL) {
@@ -295,6 +296,7 @@ sk_admin_activity_from_params(const sk_form_t *f, int is_update, sk_activity_t *
         {"status", 0, 1, SK_ADMIN_F_STATUS, 0},
         {"speed", 0, SK_ADMIN_TOTAL_MAX, SK_ADMIN_F_SPEED, 0},
         {"buy_limit", 1, SK_ADMIN_TOTAL_MAX, SK_ADMIN_F_BUY_LIMIT, 0},
+        {"shards", 1, SK_MAX_SHARDS, SK_ADMIN_F_SHARDS, 0},
     };
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); ++i) {
         if (sk_admin_param_int(f, ints[i].name, ints[i].min, ints[i].max, &v, &present, err, errlen) != 0)
@@ -323,6 +325,9 @@ sk_admin_activity_from_params(const sk_form_t *f, int is_update, sk_activity_t *
             break;
         case SK_ADMIN_F_SPEED:
             a->speed = v;
+            break;
+        case SK_ADMIN_F_SHARDS:
+            a->shards = (int)v;
             break;
         default:
             a->buy_limit = v;
@@ -408,6 +413,7 @@ sk_admin_activity_obj(const sk_activity_t *a)
     add_int(o, "speed", a->speed);
     add_int(o, "buy_limit", a->buy_limit);
     cJSON_AddNumberToObject(o, "buy_rate", a->buy_rate);
+    cJSON_AddNumberToObject(o, "shards", sk_activity_shards(a));
     return o;
 }
 

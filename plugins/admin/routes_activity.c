@@ -238,6 +238,13 @@ update(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
         sk_admin_reply(inst, req, SK_E_INVALID, err, NULL);
         return;
     }
+    /* once the sale has begun its stock already sits in buckets laid out for the old count; re-splitting it live could
+     * create or strand units, so the count is frozen at the start */
+    if (sk_activity_shards(&a) != sk_activity_shards(&old) && old.start_time <= sk_admin_now()) {
+        sk_admin_replyf(inst, req, SK_E_CONFLICT, NULL, "shards: cannot change once the activity has started (start_time %lld)",
+                        (long long)old.start_time);
+        return;
+    }
     if ((rc = sk_admin_store_product_get(ts->store, a.product_id, &p)) != SK_ADMIN_STORE_OK) {
         if (rc == SK_ADMIN_STORE_NONE)
             sk_admin_reply(inst, req, SK_E_NOT_FOUND, "product_id: no such product", NULL);

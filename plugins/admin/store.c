@@ -59,9 +59,10 @@ static const char *migrations[] = {
     " expires_at INTEGER NOT NULL DEFAULT 0,"
     " created_at INTEGER NOT NULL);"
     "CREATE INDEX orders_pending ON orders(state, created_at);",
+    "ALTER TABLE activities ADD COLUMN shards INTEGER NOT NULL DEFAULT 1;",
 };
 
-#define ACT_COLS "activity_id, activity_name, product_id, start_time, end_time, total, status, speed, buy_limit, buy_rate"
+#define ACT_COLS "activity_id, activity_name, product_id, start_time, end_time, total, status, speed, buy_limit, buy_rate, shards"
 #define ORDER_COLS "order_id, token, user_id, product_id, activity_id, state, issued_at, expires_at, created_at"
 
 enum {
@@ -110,10 +111,11 @@ static const char *queries[Q_COUNT] = {
     [Q_P_INUSE] = "SELECT COUNT(*) FROM activities WHERE product_id = ?1 AND deleted = 0",
     [Q_P_UPD] = "UPDATE products SET product_name = ?2, product_total = ?3, status = ?4, updated_at = ?5 WHERE product_id = ?1",
     [Q_A_INS] = "INSERT INTO activities (activity_name, product_id, start_time, end_time, total, status, speed, buy_limit, "
-                "buy_rate, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-    [Q_A_UPD] = "UPDATE activities SET activity_name = ?1, product_id = ?2, start_time = ?3, end_time = ?4, total = ?5, "
-                "status = ?6, speed = ?7, buy_limit = ?8, buy_rate = ?9, updated_at = ?10 WHERE activity_id = ?11 AND "
-                "deleted = 0",
+                "buy_rate, created_at, updated_at, shards) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?12)",
+    [Q_A_UPD] =
+        "UPDATE activities SET activity_name = ?1, product_id = ?2, start_time = ?3, end_time = ?4, total = ?5, "
+        "status = ?6, speed = ?7, buy_limit = ?8, buy_rate = ?9, shards = ?12, updated_at = ?10 WHERE activity_id = ?11 AND "
+        "deleted = 0",
     [Q_A_GET] = "SELECT " ACT_COLS ", deleted FROM activities WHERE activity_id = ?1",
     [Q_A_DEL] = "UPDATE activities SET deleted = 1, updated_at = ?2 WHERE activity_id = ?1 AND deleted = 0",
     [Q_A_LIST] = "SELECT " ACT_COLS " FROM activities WHERE deleted = 0 ORDER BY activity_id LIMIT 100000",
@@ -495,6 +497,7 @@ read_activity(sqlite3_stmt *st, sk_activity_t *a)
     a->speed = sqlite3_column_int64(st, 7);
     a->buy_limit = sqlite3_column_int64(st, 8);
     a->buy_rate = sqlite3_column_double(st, 9);
+    a->shards = sqlite3_column_int(st, 10);
 }
 
 static void
@@ -510,6 +513,7 @@ bind_activity(sqlite3_stmt *st, const sk_activity_t *a, int64_t now)
     sqlite3_bind_int64(st, 8, a->buy_limit);
     sqlite3_bind_double(st, 9, a->buy_rate);
     sqlite3_bind_int64(st, 10, now);
+    sqlite3_bind_int(st, 12, sk_activity_shards(a));
 }
 
 int
@@ -556,7 +560,7 @@ sk_admin_store_activity_get(sk_admin_store_t *s, int64_t id, sk_activity_t *a, i
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         read_activity(st, a);
-        *deleted = sqlite3_column_int(st, 10);
+        *deleted = sqlite3_column_int(st, 11);
     }
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? SK_ADMIN_STORE_OK : rc == SQLITE_DONE ? SK_ADMIN_STORE_NONE : SK_ADMIN_STORE_ERR;
