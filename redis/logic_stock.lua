@@ -1,8 +1,12 @@
 -- The atomic step for a batch of entries of one activity, each decided as if alone, in stream order.
+-- All keys are one stock bucket's (common/sk_shard.h; an unsharded activity is its own single bucket).
 -- KEYS: 1 total, 2 sold, 3 users (uid -> 'wins token expires_at ...'),
 --       4 tokens (token -> 'uid pid aid issued_at expires_at'), 5 winners,
---       6 the expiry index (token -> expires_at, for logic_reap.lua), then each entry's result bucket
--- ARGV: 1 aid, 2 pid, 3 buy_limit, 4 speed, 5 snapshot_total, 6 per-second key prefix, then 10 per entry:
+--       6 the expiry index (token -> expires_at, for logic_reap.lua), 7 the bucket's flag: '1' set by the rebalancer
+--       while every bucket is empty, 'w' set here while this bucket is empty and has buyers; then each entry's
+--       result bucket
+-- ARGV: 1 aid, 2 pid, 3 buy_limit, 4 speed, 5 the bucket's initial stock, 6 per-second key prefix, 7 bucket index,
+--       8 bucket count, then 10 per entry:
 --       deadline_ms, stream_ms, pre_code, allow, token, ttl, uid, reply channel, request id, bucket expireat;
 --       then, optionally, '1' (hold the wins: redis.wait_replicas > 0)
 -- Every outcome is published from here, one message per channel: the answers leave in the Redis pass (and AOF
@@ -12,14 +16,22 @@ local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now_ms = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit, speed = tonumber(ARGV[3]), tonumber(ARGV[4])
+local bucket, nbuckets = tonumber(ARGV[7]), tonumber(ARGV[8])
+if speed > 0 and nbuckets > 1 then
+  -- this bucket's share of the second: the shares of one second add up to speed (sk_shard_speed)
+  local share = math.floor(speed / nbuckets)
+  if (bucket + sec) % nbuckets < speed % nbuckets then share = share + 1 end
+  speed = share
+  if speed == 0 then speed = -1 end
+end
 local seckey = ARGV[6] .. t[1]
-local total, sold, secn
+local total, sold, secn, wanted
 local out, wins, pubs, chans, kept, keptn = {}, {}, {}, {}, {}, {}
-local n = #KEYS - 6
-local hold = #ARGV == 7 + n * 10 and ARGV[#ARGV] == '1'
+local n = #KEYS - 7
+local hold = #ARGV == 9 + n * 10 and ARGV[#ARGV] == '1'
 for i = 1, n do
-  local a = 6 + (i - 1) * 10
-  local rk, id = KEYS[6 + i], ARGV[a + 9]
+  local a = 8 + (i - 1) * 10
+  local rk, id = KEYS[7 + i], ARGV[a + 9]
   local deadline = tonumber(ARGV[a + 1])
   local res
   if now_ms > deadline or tonumber(ARGV[a + 2]) > deadline then
@@ -39,12 +51,20 @@ for i = 1, n do
         end
         sold = tonumber(ts[2] or '0')
       end
-      if sold >= total then code = 1007
+      if sold >= total then
+        -- an empty bucket of a sharded activity is sold out only once the rebalancer found every bucket empty;
+        -- until then stock is on its way here, and the client may retry
+        if nbuckets > 1 and redis.call('GET', KEYS[7]) ~= '1' then
+          code = 1011
+          -- tells the rebalancer that this empty bucket has buyers: stock is moved to it first
+          if not wanted then redis.call('SET', KEYS[7], 'w', 'NX', 'PX', 2000); wanted = true end
+        else code = 1007 end
       else
         held = redis.call('HGET', KEYS[3], uid)
         if held then mine = tonumber(string.match(held, '^%d+')) or 0 end
         if mine >= limit then code = 1012
         elseif ARGV[a + 4] ~= '1' then code = 1011
+        elseif speed < 0 then code = 1011
         elseif speed > 0 then
           if not secn then secn = tonumber(redis.call('GET', seckey) or '0') end
           if secn >= speed then code = 1011 end

@@ -22,6 +22,7 @@
 #include "replay.h"
 #include "sk_keys.h"
 #include "sk_scripts.h"
+#include "sk_shard.h"
 #include "state.h"
 
 #define SK_ACCESS_QUEUE_MAX 500000       /* XLEN sk:queue bound checked by the queue script */
@@ -41,9 +42,12 @@
 typedef struct st_sk_access_control_t sk_access_control_t;
 typedef struct st_sk_access_pending_t sk_access_pending_t;
 
-/** One activity's shared counts as last read from Redis. total is -1 when the key is missing. */
+/** One activity's shared counts as last read from Redis. total is -1 when the key is missing. With shards > 1, sold is
+ * the sum over its buckets and total the snapshot's (stock in flight between buckets belongs to none of them). */
 typedef struct st_sk_access_sold_t {
     int64_t activity_id, sold, total;
+    unsigned shards, waiting; /* buckets whose counts are still due in the poll being built */
+    int failed;               /* a bucket's read failed in this poll: the previous counts stand */
 } sk_access_sold_t;
 
 /** What the control thread learned in one poll. Immutable once posted; one reference per HTTP thread. */
@@ -106,7 +110,8 @@ typedef struct st_sk_access_thread_t {
     /* requests answered 1013 on a Redis timeout, settled in Redis when the connection is back (bounded: the oldest
      * are dropped, their scripts' own Redis-clock guard still holds) */
     struct {
-        int64_t activity_id, deadline_redis_ms;
+        char tag[SK_SHARD_TAG_MAX];
+        int64_t deadline_redis_ms;
         uint64_t seq;
     } unsettled[1024];
     size_t nunsettled;

@@ -18,6 +18,8 @@ typedef struct st_mget_ctx_t {
     size_t index;
 } mget_ctx_t;
 
+#include "sk_shard.h"
+
 sk_access_live_t *
 sk_access_live_new(sk_access_t *a, size_t nsold)
 {
@@ -253,7 +255,16 @@ on_mget(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     sk_access_control_t *c = m->c;
     (void)r;
     sk_access_sold_t *s = &m->live->sold[m->index];
-    if (err != NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+    int ok = err == NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2;
+    if (s->shards > 1) {
+        /* a bucket's sold counts only in the sum; the sum is published only when every bucket answered */
+        if (ok)
+            s->sold += reply_int(reply->element[0], 0);
+        else
+            s->failed = 1;
+        if (--s->waiting == 0 && s->failed)
+            keep_previous(c, s);
+    } else if (!ok) {
         keep_previous(c, s);
     } else {
         s->sold = reply_int(reply->element[0], 0);
@@ -261,6 +272,43 @@ on_mget(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     }
     free(m);
     poll_done_one(c);
+}
+
+/* One bucket's sold/total (an unsharded activity has one, with the activity's own tag) and its queue length. */
+static void
+poll_bucket(sk_access_control_t *c, sk_access_live_t *live, size_t i, const char *tag)
+{
+    const sk_host_api_t *api = c->a->api;
+    sk_access_sold_t *s = &live->sold[i];
+    mget_ctx_t *m = malloc(sizeof(*m));
+    if (m == NULL) {
+        c->poll_failed = 1;
+        return;
+    }
+    m->c = c;
+    m->live = live;
+    m->index = i;
+    char sold[96], total[96], queue[96];
+    sk_key_bucket(sold, sizeof(sold), SK_KEY_SOLD, tag);
+    sk_key_bucket(total, sizeof(total), SK_KEY_TOTAL, tag);
+    c->poll_outstanding++;
+    if (api->redis_cmd(c->redis, on_mget, m, "MGET %s %s", sold, total) != 0) {
+        /* this bucket's master is down (a cluster) or Redis is: the last counts stand; TIME tells the rest */
+        free(m);
+        c->poll_outstanding--;
+        if (s->shards > 1) {
+            s->failed = 1;
+            if (--s->waiting == 0)
+                keep_previous(c, s);
+        } else {
+            keep_previous(c, s);
+        }
+        return;
+    }
+    sk_key_bucket(queue, sizeof(queue), SK_KEY_QUEUE, tag);
+    c->poll_outstanding++;
+    if (api->redis_cmd(c->redis, on_xlen, c, "XLEN %s", queue) != 0)
+        c->poll_outstanding--;
 }
 
 static void
@@ -280,7 +328,8 @@ poll_send(sk_access_control_t *c)
     for (size_t i = 0; i < snap->nactivities && k < n; i++) {
         if (snap->activities[i].end_time > now - 86400) {
             live->sold[k].activity_id = snap->activities[i].activity_id;
-            live->sold[k].total = -1;
+            live->sold[k].shards = (unsigned)sk_activity_shards(&snap->activities[i]);
+            live->sold[k].total = live->sold[k].shards > 1 ? snap->activities[i].total : -1;
             k++;
         }
     }
@@ -306,30 +355,16 @@ poll_send(sk_access_control_t *c)
     }
     live->queue_len = 0;
     for (size_t i = 0; i < n && !c->poll_failed; i++) {
-        mget_ctx_t *m = malloc(sizeof(*m));
-        if (m == NULL) {
-            c->poll_failed = 1;
-            break;
+        sk_access_sold_t *s = &live->sold[i];
+        s->waiting = s->shards;
+        for (unsigned b = 0; b < s->shards && !c->poll_failed; b++) {
+            char tag[SK_SHARD_TAG_MAX];
+            if (sk_shard_tag(tag, sizeof(tag), s->activity_id, b, s->shards) < 0) {
+                c->poll_failed = 1;
+                break;
+            }
+            poll_bucket(c, live, i, tag);
         }
-        m->c = c;
-        m->live = live;
-        m->index = i;
-        char sold[64], total[64];
-        sk_key_activity(sold, sizeof(sold), SK_KEY_SOLD, live->sold[i].activity_id);
-        sk_key_activity(total, sizeof(total), SK_KEY_TOTAL, live->sold[i].activity_id);
-        c->poll_outstanding++;
-        if (api->redis_cmd(c->redis, on_mget, m, "MGET %s %s", sold, total) != 0) {
-            /* this activity's master is down (a cluster) or Redis is: its last counts stand; TIME tells the rest */
-            free(m);
-            keep_previous(c, &live->sold[i]);
-            c->poll_outstanding--;
-            continue;
-        }
-        char queue[64];
-        sk_key_activity(queue, sizeof(queue), SK_KEY_QUEUE, live->sold[i].activity_id);
-        c->poll_outstanding++;
-        if (api->redis_cmd(c->redis, on_xlen, c, "XLEN %s", queue) != 0)
-            c->poll_outstanding--;
     }
     poll_done_one(c);
 }

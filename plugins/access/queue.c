@@ -15,6 +15,7 @@
 #include <string.h>
 #include <openssl/evp.h>
 #include "sk_keys.h"
+#include "sk_shard.h"
 
 struct st_pending_ref_t;
 
@@ -26,6 +27,8 @@ struct st_sk_access_pending_t {
     uint64_t seq, deadline_loop_ms;
     int64_t product_id, activity_id, user_id, now, ttl, deadline_redis_ms, script_deadline_ms;
     char nance[SK_ACCESS_NANCE_MAX + 1], ip[48];
+    char tag[SK_SHARD_TAG_MAX]; /* the hash tag of the user's stock bucket (sk_shard.h): its stream, nonce and result */
+    unsigned bucket;
     /* uncertain: the queue script was sent but its reply was lost with the connection, so the request may be queued;
      * resolving: out of the deadline list, its fate being settled in Redis (see settle()) */
     unsigned answered : 1, in_redis : 1, retried : 1, uncertain : 1, resolving : 1, settling : 1;
@@ -247,8 +250,8 @@ send_batch(qbatch_t *b, int as_eval)
         w += n_ + 1;                                                                                                               \
     } while (0)
     PUT("%zu", b->n + 1);
-    /* every request of a batch is for one activity: the stream and the nonces share its slot */
-    int qn = sk_key_activity(w, 64, SK_KEY_QUEUE, b->p[0]->activity_id);
+    /* every request of a batch is for one bucket of one activity: the stream and the nonces share its slot */
+    int qn = sk_key_bucket(w, 96, SK_KEY_QUEUE, b->p[0]->tag);
     if (qn < 0)
         goto Exit;
     argv[k] = w;
@@ -256,7 +259,7 @@ send_batch(qbatch_t *b, int as_eval)
     w += qn + 1;
     for (size_t i = 0; i < b->n; ++i) {
         /* the cluster-wide replay guard of one (user_id, nance); /sec/result's script writes the same key */
-        int n_ = sk_key_nonce(w, 128, b->p[i]->activity_id, b->p[i]->user_id, b->p[i]->nance);
+        int n_ = sk_key_bucket_nonce(w, 128, b->p[i]->tag, b->p[i]->user_id, b->p[i]->nance);
         if (n_ < 0)
             goto Exit;
         argv[k] = w;
@@ -402,10 +405,11 @@ flush_submits(sk_access_thread_t *t)
     sk_access_pending_t **rest = t->submit;
     while (n > 0) {
         int64_t aid = rest[0]->activity_id;
+        unsigned bucket = rest[0]->bucket;
         size_t m = 0, k = 0;
         sk_access_pending_t *mine[SK_ACCESS_SUBMIT_MAX];
         for (size_t i = 0; i < n; ++i) {
-            if (rest[i]->activity_id == aid)
+            if (rest[i]->activity_id == aid && rest[i]->bucket == bucket)
                 mine[m++] = rest[i];
             else
                 rest[k++] = rest[i];
@@ -475,6 +479,7 @@ sk_access_queue_submit(sk_access_thread_t *t, h2o_req_t *req, const sk_access_si
     p->product_id = sp->product_id;
     p->activity_id = act->activity_id;
     p->user_id = sp->user_id;
+    p->bucket = sk_access_user_bucket(act, sp->user_id, p->tag, sizeof(p->tag));
     p->now = now_ms / 1000;
     p->deadline_redis_ms = redis_now + timeout - guard;
     p->script_deadline_ms = redis_now + rto - sguard;
@@ -597,11 +602,11 @@ on_settled(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 /* Sends the settle script for request seq of this thread: stores `marker` in its result bucket unless a result is
  * there. 0, or -1 when Redis is not reachable. */
 static int
-send_settle(sk_access_thread_t *t, int64_t activity_id, int64_t deadline_redis_ms, uint64_t seq, const char *marker, sk_redis_cb cb,
+send_settle(sk_access_thread_t *t, const char *tag, int64_t deadline_redis_ms, uint64_t seq, const char *marker, sk_redis_cb cb,
             void *data)
 {
-    char key[96], id[256], until[24];
-    if (sk_result_key(key, sizeof(key), activity_id, deadline_redis_ms) < 0)
+    char key[128], id[256], until[24];
+    if (sk_result_key_bucket(key, sizeof(key), tag, deadline_redis_ms) < 0)
         return -1;
     snprintf(id, sizeof(id), "%s%" PRIu64, t->id_prefix, seq);
     snprintf(until, sizeof(until), "%" PRId64, sk_result_keep_until(deadline_redis_ms));
@@ -617,7 +622,7 @@ static int
 settle(sk_access_pending_t *p, const char *marker)
 {
     sk_access_thread_t *t = p->t;
-    if (send_settle(t, p->activity_id, p->deadline_redis_ms, p->seq, marker, on_settled, p) != 0)
+    if (send_settle(t, p->tag, p->deadline_redis_ms, p->seq, marker, on_settled, p) != 0)
         return -1;
     p->in_redis = 1;
     p->settling = 1;
@@ -634,7 +639,7 @@ remember_unsettled(sk_access_thread_t *t, const sk_access_pending_t *p)
         memmove(t->unsettled, t->unsettled + 1, (cap - 1) * sizeof(t->unsettled[0]));
         t->nunsettled--;
     }
-    t->unsettled[t->nunsettled].activity_id = p->activity_id;
+    memcpy(t->unsettled[t->nunsettled].tag, p->tag, sizeof(p->tag));
     t->unsettled[t->nunsettled].deadline_redis_ms = p->deadline_redis_ms;
     t->unsettled[t->nunsettled].seq = p->seq;
     t->nunsettled++;
@@ -702,7 +707,7 @@ on_cmd_connect(sk_redis_t *r, void *data)
             settle(p, "1013 - 0");
     /* requests answered 1013 on a timeout: make sure a late run of their script can never turn into a win */
     for (size_t i = 0; i < t->nunsettled; ++i)
-        send_settle(t, t->unsettled[i].activity_id, t->unsettled[i].deadline_redis_ms, t->unsettled[i].seq, "1013 - 0",
+        send_settle(t, t->unsettled[i].tag, t->unsettled[i].deadline_redis_ms, t->unsettled[i].seq, "1013 - 0",
                     on_script_loaded, NULL);
     t->nunsettled = 0;
 }

@@ -19,6 +19,7 @@ typedef struct st_result_wait_t {
     struct st_wait_ref_t *ref;
     h2o_req_t *req;
     int64_t activity_id, user_id, now, ttl;
+    char tag[SK_SHARD_TAG_MAX]; /* the user's stock bucket: its nonces and its users hash */
     char nance[SK_ACCESS_NANCE_MAX + 1];
     int retried;
 } result_wait_t;
@@ -55,9 +56,9 @@ static int
 send_result(result_wait_t *w, int as_eval)
 {
     sk_access_t *a = w->t->a;
-    char nonce_key[128], users_key[64], ttl[24], uid[24];
-    if (sk_key_nonce(nonce_key, sizeof(nonce_key), w->activity_id, w->user_id, w->nance) < 0 ||
-        sk_key_activity(users_key, sizeof(users_key), SK_KEY_USERS, w->activity_id) < 0)
+    char nonce_key[160], users_key[96], ttl[24], uid[24];
+    if (sk_key_bucket_nonce(nonce_key, sizeof(nonce_key), w->tag, w->user_id, w->nance) < 0 ||
+        sk_key_bucket(users_key, sizeof(users_key), SK_KEY_USERS, w->tag) < 0)
         return -1;
     snprintf(ttl, sizeof(ttl), "%" PRId64, w->ttl);
     snprintf(uid, sizeof(uid), "%" PRId64, w->user_id);
@@ -155,6 +156,7 @@ sk_access_result(sk_access_thread_t *t, h2o_req_t *req)
     w->req = req;
     w->activity_id = act->activity_id;
     w->user_id = p.user_id;
+    sk_access_user_bucket(act, p.user_id, w->tag, sizeof(w->tag));
     w->now = now;
     w->ttl = p.time + (int64_t)a->conf->auth_window - (sk_access_unix_ms() + offset) / 1000 + 1;
     if (w->ttl < 1)

@@ -3,6 +3,8 @@
  */
 #include "state.h"
 
+#include "sk_shard.h"
+
 size_t
 sk_access_product_activities(const sk_snapshot_t *snap, int64_t product_id, const sk_activity_t **first)
 {
@@ -115,4 +117,16 @@ sk_access_state_code(sk_access_state_t st)
         return SK_E_DISABLED;
     }
     return SK_E_UNAVAILABLE;
+}
+
+unsigned
+sk_access_user_bucket(const sk_activity_t *a, int64_t uid, char *tag, size_t cap)
+{
+    unsigned k = (unsigned)sk_activity_shards(a), b = sk_shard_of_user(uid, k);
+    if (sk_shard_tag(tag, cap, a->activity_id, b, k) < 0) {
+        /* cannot happen with cap >= SK_SHARD_TAG_MAX; bucket 0's tag always fits */
+        b = 0;
+        sk_shard_tag(tag, cap, a->activity_id, 0, 1);
+    }
+    return b;
 }

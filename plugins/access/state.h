@@ -4,6 +4,7 @@
 #ifndef SK_ACCESS_STATE_H
 #define SK_ACCESS_STATE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "seckill/plugin.h"
 
@@ -26,6 +27,9 @@ const sk_activity_t *sk_access_in_effect(const sk_activity_t *acts, size_t n, in
 /** The state by precedence disabled > ended > not_started > sold_out > active. `enabled` is 0 when the activity or its
  * product is switched off. */
 sk_access_state_t sk_access_state(const sk_activity_t *a, int product_enabled, int sold_out, int64_t now);
+/** The stock bucket of user uid in activity a (common/sk_shard.h) and its hash tag in tag (cap >= SK_SHARD_TAG_MAX):
+ * "a<aid>" and 0 for an unsharded activity. */
+unsigned sk_access_user_bucket(const sk_activity_t *a, int64_t uid, char *tag, size_t cap);
 /** "active", "not_started", ... as in SPEC §3. */
 const char *sk_access_state_name(sk_access_state_t st);
 /** The SPEC §2 code of a state: 0 for active, else 1005/1006/1007/1009. */

@@ -188,7 +188,8 @@ prepare(lane_t *w, sk_logic_slot_t *s, const sk_snapshot_t *snap)
     if (s->pre.code != 0)
         return;
     sk_policy_req_t r = {.user_id = s->e.uid, .product_id = s->e.pid, .now = s->e.now, .ip = s->e.ip};
-    int64_t sold = cached_sold(w, s->e.aid);
+    /* a lane sees its own bucket's sold; scaled by the bucket count it estimates the activity's for the policy */
+    int64_t sold = cached_sold(w, s->e.aid) * (int64_t)w->nbuckets;
     sk_policy_activity_t pa = {.activity = act, .sold = sold, .left = act->total > sold ? act->total - sold : 0};
     int allow = w->api->policy_allow(w->thr, &r, &pa);
     if (allow < 0) {
@@ -236,7 +237,8 @@ send_call(lane_t *w, call_t *c)
         if (s->has_act)
             act = &s->act;
     }
-    if (sk_logic_call_build(&w->call, w->L->sha, act, e, pre, c->n) != 0 ||
+    sk_logic_bucket_t bk = {.tag = w->tag, .index = w->bucket, .count = w->nbuckets};
+    if (sk_logic_call_build_bucket(&w->call, w->L->sha, act, &bk, e, pre, c->n) != 0 ||
         (w->L->conf->redis_wait_replicas > 0 && sk_logic_call_hold(&w->call) != 0)) {
         call_set_state(c, SLOT_RESULT, SK_E_UNAVAILABLE);
         return -1;
@@ -630,7 +632,8 @@ pump(lane_t *w)
 }
 
 lane_t *
-sk_logic_lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, int64_t aid, unsigned index)
+sk_logic_lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, int64_t aid, unsigned bucket, unsigned nbuckets,
+                  unsigned index)
 {
     lane_t *w = calloc(1, sizeof(*w));
     if (w == NULL)
@@ -640,15 +643,18 @@ sk_logic_lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, in
     w->api = L->api;
     w->thr = thr;
     w->aid = aid;
-    if (sk_key_activity(w->stream, sizeof(w->stream), SK_KEY_QUEUE, aid) < 0 ||
-        sk_key_activity(w->route, sizeof(w->route), SK_KEY_SOLD, aid) < 0) {
+    w->bucket = bucket;
+    w->nbuckets = nbuckets;
+    if (sk_shard_tag(w->tag, sizeof(w->tag), aid, bucket, nbuckets) < 0 ||
+        sk_key_bucket(w->stream, sizeof(w->stream), SK_KEY_QUEUE, w->tag) < 0 ||
+        sk_key_bucket(w->route, sizeof(w->route), SK_KEY_SOLD, w->tag) < 0) {
         free(w);
         return NULL;
     }
     for (unsigned i = 0; i < SK_LOGIC_PIPELINE; ++i)
         w->batches[i].w = w;
     /* unique per node, thread, activity and lane: a consumer's pending entries are its own */
-    snprintf(w->consumer, sizeof(w->consumer), "%s-%u.a%" PRId64 ".%u", L->conf->node_id, L->api->thread_index(thr), aid, index);
+    snprintf(w->consumer, sizeof(w->consumer), "%s-%u.%s.%u", L->conf->node_id, L->api->thread_index(thr), w->tag, index);
     strcpy(w->claim_cursor, "0-0");
     w->timer = L->api->timer_new(thr, on_timer, w);
     w->redis = L->api->redis_new(L->self, thr);
@@ -670,6 +676,13 @@ int64_t
 sk_logic_lane_aid(const lane_t *w)
 {
     return w->aid;
+}
+
+unsigned
+sk_logic_lane_bucket(const lane_t *w, unsigned *nbuckets)
+{
+    *nbuckets = w->nbuckets;
+    return w->bucket;
 }
 
 void

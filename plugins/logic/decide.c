@@ -8,6 +8,7 @@
 #include <string.h>
 #include "logic.h"
 #include "sk_keys.h"
+#include "sk_shard.h"
 
 int
 sk_logic_precheck(const sk_snapshot_t *snap, const sk_logic_entry_t *e, const sk_activity_t **out)
@@ -57,9 +58,20 @@ int
 sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_activity_t *act, const sk_logic_entry_t *const *e,
                     const sk_logic_pre_t *const *pre, size_t n)
 {
+    char tag[SK_SHARD_TAG_MAX];
+    if (n == 0 || sk_shard_tag(tag, sizeof(tag), e[0]->aid, 0, 1) < 0)
+        return -1;
+    sk_logic_bucket_t bk = {.tag = tag, .index = 0, .count = 1};
+    return sk_logic_call_build_bucket(c, sha, act, &bk, e, pre, n);
+}
+
+int
+sk_logic_call_build_bucket(sk_logic_call_t *c, const char *sha, const sk_activity_t *act, const sk_logic_bucket_t *bk,
+                           const sk_logic_entry_t *const *e, const sk_logic_pre_t *const *pre, size_t n)
+{
     c->argc = 0;
     c->used = 0;
-    if (n == 0 || n > SK_LOGIC_BATCH)
+    if (n == 0 || n > SK_LOGIC_BATCH || bk->count < 1 || bk->index >= bk->count)
         return -1;
     int64_t a = e[0]->aid;
     for (size_t i = 0; i < n; ++i)
@@ -69,17 +81,18 @@ sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_activity_t *ac
     rc |= put(c, "EVALSHA");
     rc |= put(c, "%s", sha);
     rc |= put(c, "%zu", SK_LOGIC_CALL_NKEYS + n);
-    /* every key carries the activity's hash tag, so the step stays atomic on a Redis Cluster */
-    static const sk_key_id_t keys[] = {SK_KEY_TOTAL, SK_KEY_SOLD, SK_KEY_USERS, SK_KEY_TOKENS, SK_KEY_WINS, SK_KEY_EXPIRY};
+    /* every key carries the bucket's hash tag, so the step stays atomic on a Redis Cluster */
+    static const sk_key_id_t keys[] = {SK_KEY_TOTAL,  SK_KEY_SOLD,   SK_KEY_USERS, SK_KEY_TOKENS,
+                                       SK_KEY_WINS,   SK_KEY_EXPIRY, SK_KEY_DRY};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && rc == 0; ++i) {
-        char key[96];
-        if (sk_key_activity(key, sizeof(key), keys[i], a) < 0)
+        char key[128];
+        if (sk_key_bucket(key, sizeof(key), keys[i], bk->tag) < 0)
             return -1;
         rc |= put(c, "%s", key);
     }
     for (size_t i = 0; i < n && rc == 0; ++i) {
-        char key[96];
-        if (sk_result_key(key, sizeof(key), a, e[i]->deadline) < 0)
+        char key[128];
+        if (sk_result_key_bucket(key, sizeof(key), bk->tag, e[i]->deadline) < 0)
             return -1;
         rc |= put(c, "%s", key);
     }
@@ -87,11 +100,13 @@ sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_activity_t *ac
     rc |= put(c, "%" PRId64, act != NULL ? act->product_id : e[0]->pid);
     rc |= put(c, "%" PRId64, act != NULL ? act->buy_limit : 0);
     rc |= put(c, "%" PRId64, act != NULL ? act->speed : 0);
-    rc |= put(c, "%" PRId64, act != NULL ? act->total : 0);
-    char sec[96];
-    if (sk_key_activity(sec, sizeof(sec), SK_KEY_SEC_PREFIX, a) < 0)
+    rc |= put(c, "%" PRId64, act != NULL ? sk_shard_split(act->total, bk->index, bk->count) : 0);
+    char sec[128];
+    if (sk_key_bucket(sec, sizeof(sec), SK_KEY_SEC_PREFIX, bk->tag) < 0)
         return -1;
     rc |= put(c, "%s", sec);
+    rc |= put(c, "%u", bk->index);
+    rc |= put(c, "%u", bk->count);
     for (size_t i = 0; i < n && rc == 0; ++i) {
         const sk_logic_pre_t *p = pre[i];
         int allow = p->code == 0 && p->allow;

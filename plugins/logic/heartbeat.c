@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include "logic.h"
+#include "sk_shard.h"
 
 struct st_sk_logic_hb_t {
     sk_logic_t *L;
@@ -19,6 +20,7 @@ struct st_sk_logic_hb_t {
     sk_redis_t *redis;
     sk_timer_t *timer;
     sk_logic_reap_t *reap;
+    sk_logic_rebal_t *rebal;
     unsigned ticks;
     int left;
     int hb_inflight;
@@ -78,7 +80,7 @@ on_trim(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     trim_done_one(hb);
 }
 
-/* One trim script per live activity's stream (each in that activity's slot), at most SK_LOGIC_MAX_STREAMS. */
+/* One trim script per live stream (a bucket of an activity, each in its own slot), at most SK_LOGIC_MAX_STREAMS. */
 static void
 send_trims(sk_logic_hb_t *hb)
 {
@@ -91,14 +93,18 @@ send_trims(sk_logic_hb_t *hb)
     for (size_t i = 0; i < snap->nactivities && sent < SK_LOGIC_MAX_STREAMS; ++i) {
         if (!sk_logic_stream_live(&snap->activities[i], now))
             continue;
-        char stream[64];
-        if (sk_key_activity(stream, sizeof(stream), SK_KEY_QUEUE, snap->activities[i].activity_id) < 0)
-            continue;
-        hb->trim_outstanding++;
-        sent++;
-        if (eval(hb, sk_script_logic_trim, on_trim, stream, SK_LOGIC_GROUP, NULL) != 0) {
-            hb->trim_failed = 1;
-            hb->trim_outstanding--;
+        unsigned k = (unsigned)sk_activity_shards(&snap->activities[i]);
+        for (unsigned bk = 0; bk < k && sent < SK_LOGIC_MAX_STREAMS; ++bk) {
+            char tag[SK_SHARD_TAG_MAX], stream[96];
+            if (sk_shard_tag(tag, sizeof(tag), snap->activities[i].activity_id, bk, k) < 0 ||
+                sk_key_bucket(stream, sizeof(stream), SK_KEY_QUEUE, tag) < 0)
+                continue;
+            hb->trim_outstanding++;
+            sent++;
+            if (eval(hb, sk_script_logic_trim, on_trim, stream, SK_LOGIC_GROUP, NULL) != 0) {
+                hb->trim_failed = 1;
+                hb->trim_outstanding--;
+            }
         }
     }
     trim_done_one(hb);
@@ -160,12 +166,15 @@ sk_logic_hb_new(sk_logic_t *L, sk_thread_t *thr)
     hb->redis = L->api->redis_new(L->self, thr);
     hb->timer = L->api->timer_new(thr, on_tick, hb);
     hb->reap = hb->redis != NULL ? sk_logic_reap_new(L, thr, hb->redis) : NULL;
-    if (hb->redis == NULL || hb->timer == NULL || hb->reap == NULL) {
+    hb->rebal = hb->redis != NULL ? sk_logic_rebal_new(L, thr, hb->redis) : NULL;
+    if (hb->redis == NULL || hb->timer == NULL || hb->reap == NULL || hb->rebal == NULL) {
+        sk_logic_rebal_close(hb->rebal);
         if (hb->redis != NULL)
             L->api->redis_free(hb->redis);
         if (hb->timer != NULL)
             L->api->timer_free(hb->timer);
         sk_logic_reap_free(hb->reap);
+        sk_logic_rebal_free(hb->rebal);
         free(hb);
         return NULL;
     }
@@ -194,7 +203,9 @@ sk_logic_hb_free(sk_logic_hb_t *hb)
     hb->left = 1;
     hb->api->timer_stop(hb->timer);
     hb->api->timer_free(hb->timer);
+    sk_logic_rebal_close(hb->rebal);
     hb->api->redis_free(hb->redis);
     sk_logic_reap_free(hb->reap); /* after the connection: its callbacks use the reaper */
+    sk_logic_rebal_free(hb->rebal);
     free(hb);
 }

@@ -6,6 +6,7 @@
 #define SK_LOGIC_LANE_H
 
 #include "logic.h"
+#include "sk_shard.h"
 
 /* SLOT_RESULT: decided here (or a held win WAIT confirmed), to publish and ack; SLOT_DONE: the script stored and
  * published it, to ack; SLOT_HELD: a win stored but not published (redis.wait_replicas), waiting for WAIT */
@@ -52,13 +53,15 @@ struct st_sk_logic_lane_t {
     sk_logic_t *L;
     sk_logic_worker_t *worker;
     int64_t aid;
-    char stream[64]; /* the activity's queue */
-    char route[64];  /* a key of the activity: routes WAIT to the master its scripts ran on */
+    unsigned bucket, nbuckets;  /* the stock bucket whose stream this lane reads (common/sk_shard.h) */
+    char tag[SK_SHARD_TAG_MAX]; /* its hash tag */
+    char stream[96];            /* the bucket's queue */
+    char route[96];             /* a key of the bucket: routes WAIT to the master its scripts ran on */
     const sk_host_api_t *api;
     sk_thread_t *thr;
     sk_redis_t *redis;
     sk_timer_t *timer;
-    char consumer[160];
+    char consumer[224];
     int ready;         /* the group and the script are set up on the current connection */
     int setup_pending; /* SCRIPT LOAD / XGROUP CREATE in flight */
     int reading;       /* a read in flight (one at a time) */

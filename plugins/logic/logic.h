@@ -35,6 +35,8 @@
 #define SK_LOGIC_STALE_MS 60000 /* heartbeat members older than this are removed */
 #define SK_LOGIC_RESULT_TTL 3600
 #define SK_LOGIC_TOKEN_MAX 128
+#define SK_LOGIC_REBALANCE_MS 50      /* reads of the buckets of each live sharded activity */
+#define SK_LOGIC_MOVE_REDRIVE_MS 1000 /* an outbox entry this old is driven on by any node */
 
 /* ---- entry.c: pure ---- */
 
@@ -85,8 +87,8 @@ typedef struct st_sk_logic_pre_t {
     int64_t ttl;
 } sk_logic_pre_t;
 
-#define SK_LOGIC_CALL_NKEYS 6       /* before the per-entry result buckets */
-#define SK_LOGIC_CALL_NARGS 6       /* before the per-entry arguments */
+#define SK_LOGIC_CALL_NKEYS 7       /* before the per-entry result buckets */
+#define SK_LOGIC_CALL_NARGS 8       /* before the per-entry arguments */
 #define SK_LOGIC_CALL_ENTRY_ARGS 10 /* per entry */
 #define SK_LOGIC_CALL_ARGC (3 + SK_LOGIC_CALL_NKEYS + SK_LOGIC_CALL_NARGS + SK_LOGIC_BATCH * (1 + SK_LOGIC_CALL_ENTRY_ARGS) + 1)
 
@@ -105,6 +107,17 @@ typedef struct st_sk_logic_call_t {
  * belong to different activities or the call does not fit. */
 int sk_logic_call_build(sk_logic_call_t *c, const char *sha, const sk_activity_t *act, const sk_logic_entry_t *const *e,
                         const sk_logic_pre_t *const *pre, size_t n);
+
+/** The stock bucket a call decides in (common/sk_shard.h): its hash tag, index and the activity's bucket count. */
+typedef struct st_sk_logic_bucket_t {
+    const char *tag;
+    unsigned index, count;
+} sk_logic_bucket_t;
+
+/** sk_logic_call_build() for one bucket of a sharded activity: the bucket's keys, its initial share of the stock and
+ * its index and count (the script shares speed out by them). */
+int sk_logic_call_build_bucket(sk_logic_call_t *c, const char *sha, const sk_activity_t *act, const sk_logic_bucket_t *bk,
+                               const sk_logic_entry_t *const *e, const sk_logic_pre_t *const *pre, size_t n);
 
 /** Appends the hold flag to a built call (redis.wait_replicas > 0): the script then publishes no win, and the caller
  * tells the wins after WAIT. 0 or -1. */
@@ -140,6 +153,9 @@ typedef struct st_sk_logic_stats_t {
     atomic_ullong wait_short;            /* WAIT answers with fewer replicas than redis.wait_replicas */
     atomic_llong streams;                /* live activity streams, summed over workers */
     atomic_ullong returned, reap_errors; /* units the reaper gave back (expired tokens); failed reaper calls */
+    /* rebalance.c: moves whose step 1 took units, moves finished, outbox entries driven on for another mover, units
+     * added to receivers, failed steps (a failed move is finished by a later re-drive) */
+    atomic_ullong moves_started, moves_done, moves_redriven, units_moved, move_errors;
 } sk_logic_stats_t;
 
 typedef struct st_sk_logic_hb_t sk_logic_hb_t;
@@ -166,8 +182,12 @@ int sk_logic_code_index(int code);
 /* ---- consumer.c: one lane, a consumer of one activity's stream ---- */
 typedef struct st_sk_logic_worker_t sk_logic_worker_t;
 typedef struct st_sk_logic_lane_t sk_logic_lane_t;
-/** On a WORKER thread: starts lane `index` of activity aid (its own connection). NULL on failure. */
-sk_logic_lane_t *sk_logic_lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, int64_t aid, unsigned index);
+/** On a WORKER thread: starts lane `index` of stock bucket `bucket` of the `nbuckets` of activity aid (its own
+ * connection). NULL on failure. */
+sk_logic_lane_t *sk_logic_lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, int64_t aid, unsigned bucket,
+                                   unsigned nbuckets, unsigned index);
+/** The bucket a lane reads and the activity's bucket count when the lane was made. */
+unsigned sk_logic_lane_bucket(const sk_logic_lane_t *l, unsigned *nbuckets);
 void sk_logic_lane_free(sk_logic_lane_t *l);
 int64_t sk_logic_lane_aid(const sk_logic_lane_t *l);
 
@@ -194,6 +214,14 @@ sk_logic_reap_t *sk_logic_reap_new(sk_logic_t *L, sk_thread_t *thr, sk_redis_t *
 void sk_logic_reap_tick(sk_logic_reap_t *rp);
 /** After the Redis connection is freed (its callbacks have run). */
 void sk_logic_reap_free(sk_logic_reap_t *rp);
+
+/* ---- rebalance.c: the CONTROL thread, on the heartbeat's connection ---- */
+typedef struct st_sk_logic_rebal_t sk_logic_rebal_t;
+sk_logic_rebal_t *sk_logic_rebal_new(sk_logic_t *L, sk_thread_t *thr, sk_redis_t *redis);
+/** Stops starting rounds and moves; before the Redis connection is freed. */
+void sk_logic_rebal_close(sk_logic_rebal_t *rb);
+/** After the Redis connection is freed (its callbacks have run). */
+void sk_logic_rebal_free(sk_logic_rebal_t *rb);
 
 /* ---- stats.c ---- */
 void sk_logic_status(sk_logic_t *L, cJSON *obj);

@@ -1,7 +1,8 @@
 /*
  * The reaper (CONTROL thread of every logic node): tokens past expires_at give their unit back (SPEC §7 *Tokens*).
  *
- * Every heartbeat tick (SK_LOGIC_HEARTBEAT_MS) it sends redis/logic_reap.lua once per activity of the snapshot: the
+ * Every heartbeat tick (SK_LOGIC_HEARTBEAT_MS) it sends redis/logic_reap.lua once per stock bucket of each activity of
+ * the snapshot (one for an unsharded activity): the
  * script pops at most SK_LOGIC_REAP_BATCH due tokens from the activity's expiry index and returns the units of those
  * that nobody consumed or cancelled. A full batch means more are due, so that activity is reaped again at once
  * instead of a tick later: a backlog drains at Redis speed, in short scripts that let the sale's own scripts in
@@ -18,10 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include "logic.h"
+#include "sk_shard.h"
 
 typedef struct st_reap_call_t {
     sk_logic_reap_t *rp;
     int64_t aid;
+    char tag[SK_SHARD_TAG_MAX]; /* the bucket: a token's unit goes back to the bucket that sold it */
     int busy;
     int as_eval; /* the next send carries the script text: the last EVALSHA found no script */
 } reap_call_t;
@@ -55,7 +58,7 @@ on_reap(sk_redis_t *r, redisReply *reply, const char *err, void *data)
         reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[1]->type != REDIS_REPLY_INTEGER) {
         atomic_fetch_add(&L->stats.reap_errors, 1);
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
-            L->api->log(L->self, SK_LOG_WARN, "reaper, activity %lld: %s", (long long)c->aid, reply->str);
+            L->api->log(L->self, SK_LOG_WARN, "reaper, activity %lld (bucket %s): %s", (long long)c->aid, c->tag, reply->str);
         return;
     }
     atomic_fetch_add(&L->stats.returned, (unsigned long long)reply->element[0]->integer);
@@ -68,9 +71,9 @@ send_reap(reap_call_t *c)
 {
     sk_logic_t *L = c->rp->L;
     static const sk_key_id_t ids[] = {SK_KEY_TOKENS, SK_KEY_SOLD, SK_KEY_USERS, SK_KEY_EXPIRY, SK_KEY_TOKEN_COUNTS};
-    char keys[5][96], batch[16];
+    char keys[5][128], batch[16];
     for (size_t i = 0; i < 5; ++i)
-        if (sk_key_activity(keys[i], sizeof(keys[i]), ids[i], c->aid) < 0)
+        if (sk_key_bucket(keys[i], sizeof(keys[i]), ids[i], c->tag) < 0)
             return -1;
     snprintf(batch, sizeof(batch), "%d", SK_LOGIC_REAP_BATCH);
     int as_eval = c->as_eval || c->rp->sha[0] == '\0';
@@ -115,14 +118,19 @@ sk_logic_reap_tick(sk_logic_reap_t *rp)
     if (rp == NULL || atomic_load(&rp->L->stopping) || !rp->L->api->redis_connected(rp->redis))
         return;
     const sk_snapshot_t *snap = rp->L->api->snapshot(rp->thr);
-    /* slot i reaps the i-th activity of the snapshot; a slot still waiting for its reply is skipped this tick */
-    for (size_t i = 0; i < snap->nactivities && i < SK_LOGIC_MAX_STREAMS; ++i) {
-        reap_call_t *c = &rp->calls[i];
-        if (c->busy)
-            continue;
-        c->aid = snap->activities[i].activity_id;
-        if (send_reap(c) != 0)
-            atomic_fetch_add(&rp->L->stats.reap_errors, 1);
+    /* slot j reaps the j-th bucket of the snapshot's activities (an unsharded activity has one); a slot still waiting
+     * for its reply is skipped this tick */
+    size_t j = 0;
+    for (size_t i = 0; i < snap->nactivities && j < SK_LOGIC_MAX_STREAMS; ++i) {
+        unsigned k = (unsigned)sk_activity_shards(&snap->activities[i]);
+        for (unsigned b = 0; b < k && j < SK_LOGIC_MAX_STREAMS; ++b, ++j) {
+            reap_call_t *c = &rp->calls[j];
+            if (c->busy)
+                continue;
+            c->aid = snap->activities[i].activity_id;
+            if (sk_shard_tag(c->tag, sizeof(c->tag), c->aid, b, k) < 0 || send_reap(c) != 0)
+                atomic_fetch_add(&rp->L->stats.reap_errors, 1);
+        }
     }
 }
 

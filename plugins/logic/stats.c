@@ -63,6 +63,11 @@ sk_logic_status(sk_logic_t *L, cJSON *obj)
     cJSON_AddNumberToObject(obj, "heartbeats", (double)atomic_load(&st->heartbeats));
     cJSON_AddNumberToObject(obj, "returned", (double)atomic_load(&st->returned));
     cJSON_AddNumberToObject(obj, "reap_errors", (double)atomic_load(&st->reap_errors));
+    cJSON_AddNumberToObject(obj, "moves_started", (double)atomic_load(&st->moves_started));
+    cJSON_AddNumberToObject(obj, "moves_done", (double)atomic_load(&st->moves_done));
+    cJSON_AddNumberToObject(obj, "moves_redriven", (double)atomic_load(&st->moves_redriven));
+    cJSON_AddNumberToObject(obj, "units_moved", (double)atomic_load(&st->units_moved));
+    cJSON_AddNumberToObject(obj, "move_errors", (double)atomic_load(&st->move_errors));
     cJSON_AddNumberToObject(obj, "heartbeat_errors", (double)atomic_load(&st->heartbeat_errors));
     cJSON_AddNumberToObject(obj, "last_heartbeat_redis_ms", (double)atomic_load(&st->heartbeat_redis_ms));
 }
@@ -93,6 +98,11 @@ sk_logic_metrics(sk_logic_t *L, FILE *out)
         {"seckill_logic_wait_short_total", "counter", (long long)atomic_load(&st->wait_short)},
         {"seckill_logic_returned_total", "counter", (long long)atomic_load(&st->returned)},
         {"seckill_logic_reap_errors_total", "counter", (long long)atomic_load(&st->reap_errors)},
+        {"seckill_logic_moves_started_total", "counter", (long long)atomic_load(&st->moves_started)},
+        {"seckill_logic_moves_done_total", "counter", (long long)atomic_load(&st->moves_done)},
+        {"seckill_logic_moves_redriven_total", "counter", (long long)atomic_load(&st->moves_redriven)},
+        {"seckill_logic_units_moved_total", "counter", (long long)atomic_load(&st->units_moved)},
+        {"seckill_logic_move_errors_total", "counter", (long long)atomic_load(&st->move_errors)},
         {"seckill_logic_streams", "gauge", atomic_load(&st->streams)},
         {"seckill_logic_queue_pending", "gauge", atomic_load(&st->pending)},
         {"seckill_logic_queue_lag", "gauge", atomic_load(&st->lag)},

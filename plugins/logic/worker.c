@@ -53,30 +53,39 @@ sk_logic_worker_lane_ready(sk_logic_worker_t *w, int delta)
 }
 
 static int
-has_lanes(const sk_logic_worker_t *w, int64_t aid)
+has_lanes(const sk_logic_worker_t *w, int64_t aid, unsigned bucket)
 {
-    for (size_t i = 0; i < w->nlanes; i += SK_LOGIC_LANES)
-        if (sk_logic_lane_aid(w->lanes[i]) == aid)
+    for (size_t i = 0; i < w->nlanes; i += SK_LOGIC_LANES) {
+        unsigned k;
+        if (sk_logic_lane_aid(w->lanes[i]) == aid && sk_logic_lane_bucket(w->lanes[i], &k) == bucket)
             return 1;
+    }
     return 0;
 }
 
+/* A lane stays while its activity is live with the bucket count it was made for (shards changes only before the
+ * start, and then the lanes of the old layout go). */
 static int
-is_live(const sk_snapshot_t *snap, int64_t aid, int64_t now)
+is_live(const sk_snapshot_t *snap, const sk_logic_lane_t *l, int64_t now)
 {
+    int64_t aid = sk_logic_lane_aid(l);
+    unsigned k;
+    sk_logic_lane_bucket(l, &k);
     for (size_t i = 0; i < snap->nactivities; ++i)
         if (snap->activities[i].activity_id == aid)
-            return sk_logic_stream_live(&snap->activities[i], now);
+            return (unsigned)sk_activity_shards(&snap->activities[i]) == k && sk_logic_stream_live(&snap->activities[i], now);
     return 0;
 }
 
+/* The lanes of one stream: bucket `bucket` of activity aid's k buckets. */
 static void
-add_activity(sk_logic_worker_t *w, int64_t aid)
+add_stream(sk_logic_worker_t *w, int64_t aid, unsigned bucket, unsigned k)
 {
     if (w->nstreams >= SK_LOGIC_MAX_STREAMS) {
         if (!w->over_logged)
-            w->L->api->log(w->L->self, SK_LOG_ERROR, "worker %u: more than %d live activities; activity %lld is not read here",
+            w->L->api->log(w->L->self, SK_LOG_ERROR, "worker %u: more than %d live streams (a sharded activity has one per bucket); activity %lld is not read here",
                            w->L->api->thread_index(w->thr), SK_LOGIC_MAX_STREAMS, (long long)aid);
+        /* streams count buckets: a sharded activity takes one per bucket */
         w->over_logged = 1;
         return;
     }
@@ -90,7 +99,7 @@ add_activity(sk_logic_worker_t *w, int64_t aid)
     }
     sk_logic_lane_t *made[SK_LOGIC_LANES];
     for (unsigned i = 0; i < SK_LOGIC_LANES; ++i) {
-        if ((made[i] = sk_logic_lane_new(w->L, w->thr, w, aid, i)) == NULL) {
+        if ((made[i] = sk_logic_lane_new(w->L, w->thr, w, aid, bucket, k, i)) == NULL) {
             while (i > 0)
                 sk_logic_lane_free(made[--i]);
             w->L->api->log(w->L->self, SK_LOG_ERROR, "worker %u: cannot start the lanes of activity %lld",
@@ -113,7 +122,7 @@ sk_logic_worker_sync(sk_logic_worker_t *w, const sk_snapshot_t *snap)
     /* the lanes of activities no longer live go; their pending entries, if any, are past their deadlines */
     size_t kept = 0;
     for (size_t i = 0; i < w->nlanes; i += SK_LOGIC_LANES) {
-        if (is_live(snap, sk_logic_lane_aid(w->lanes[i]), now)) {
+        if (is_live(snap, w->lanes[i], now)) {
             memmove(w->lanes + kept, w->lanes + i, SK_LOGIC_LANES * sizeof(w->lanes[0]));
             kept += SK_LOGIC_LANES;
         } else {
@@ -127,8 +136,12 @@ sk_logic_worker_sync(sk_logic_worker_t *w, const sk_snapshot_t *snap)
     /* a stopping node takes no new stream: it drains what it reads */
     if (!atomic_load(&w->L->stopping))
         for (size_t i = 0; i < snap->nactivities; ++i)
-            if (sk_logic_stream_live(&snap->activities[i], now) && !has_lanes(w, snap->activities[i].activity_id))
-                add_activity(w, snap->activities[i].activity_id);
+            if (sk_logic_stream_live(&snap->activities[i], now)) {
+                unsigned k = (unsigned)sk_activity_shards(&snap->activities[i]);
+                for (unsigned b = 0; b < k; ++b)
+                    if (!has_lanes(w, snap->activities[i].activity_id, b))
+                        add_stream(w, snap->activities[i].activity_id, b, k);
+            }
     update_ready(w);
 }
 

@@ -249,7 +249,7 @@ test_json(void)
     snprintf(a.name, sizeof(a.name), "pear sale");
     char *s = sk_admin_activity_json(&a);
     ASSERT_STREQ(s, "{\"activity_id\":7,\"activity_name\":\"pear sale\",\"product_id\":3,\"start_time\":1530928052,"
-                    "\"end_time\":1530989052,\"total\":20,\"status\":1,\"speed\":1,\"buy_limit\":1,\"buy_rate\":0.2}");
+                    "\"end_time\":1530989052,\"total\":20,\"status\":1,\"speed\":1,\"buy_limit\":1,\"buy_rate\":0.2,\"shards\":1}");
     cJSON_free(s);
     sk_product_t p = {.product_id = 3, .total = 100, .status = 1};
     snprintf(p.name, sizeof(p.name), "\xe6\xa2\xa8\xe5\xad\x90");

@@ -50,7 +50,7 @@ static void
 test_products_activities(void)
 {
     sk_admin_store_t *s = open_store();
-    ASSERT_EQ(sk_admin_store_user_version(s), 1);
+    ASSERT_EQ(sk_admin_store_user_version(s), 2);
     sk_product_t p = {.total = 100, .status = 1}, got;
     snprintf(p.name, sizeof(p.name), "pear");
     ASSERT_EQ(sk_admin_store_product_create(s, &p, 1), SK_ADMIN_STORE_OK);

@@ -4,6 +4,7 @@
  */
 #include "sk_test.h"
 #include "logic/logic.h"
+#include "sk_shard.h"
 
 #define NF(a) (sizeof(a) / sizeof(a[0]))
 
@@ -274,32 +275,36 @@ test_call_build(void)
     ASSERT_EQ(sk_logic_call_build(&c, "0123456789012345678901234567890123456789", &act, es, ps, 1), 0);
     ASSERT_EQ(c.argc, 3 + SK_LOGIC_CALL_NKEYS + 1 + SK_LOGIC_CALL_NARGS + SK_LOGIC_CALL_ENTRY_ARGS);
     ASSERT(argis(&c, 0, "EVALSHA"));
-    ASSERT(argis(&c, 2, "7"));
+    ASSERT(argis(&c, 2, "8"));
     ASSERT(argis(&c, 3, akey(SK_KEY_TOTAL, 7)));
     ASSERT(argis(&c, 4, akey(SK_KEY_SOLD, 7)));
     ASSERT(argis(&c, 5, akey(SK_KEY_USERS, 7)));
     ASSERT(argis(&c, 6, akey(SK_KEY_TOKENS, 7)));
     ASSERT(argis(&c, 7, akey(SK_KEY_WINS, 7)));
     ASSERT(argis(&c, 8, akey(SK_KEY_EXPIRY, 7)));
+    ASSERT(argis(&c, 9, akey(SK_KEY_DRY, 7)));
     /* the result bucket is the minute of the deadline */
-    ASSERT(argis(&c, 9, rkey(7, 1700000003000LL)));
-    ASSERT(argis(&c, 10, "7"));
-    ASSERT(argis(&c, 11, "3"));
-    ASSERT(argis(&c, 12, "2"));
-    ASSERT(argis(&c, 13, "10"));
-    ASSERT(argis(&c, 14, "500"));
-    ASSERT(argis(&c, 15, akey(SK_KEY_SEC_PREFIX, 7)));
-    ASSERT(argis(&c, 16, "1700000003000"));
-    ASSERT(argis(&c, 17, "1700000000123"));
-    ASSERT(argis(&c, 18, "0"));
-    ASSERT(argis(&c, 19, "1"));
-    ASSERT(argis(&c, 20, "tok0123456789abcdef"));
-    ASSERT(argis(&c, 21, "1800"));
-    ASSERT(argis(&c, 22, "1001"));
-    ASSERT(argis(&c, 23, "test-reply-n1-0"));
-    ASSERT(argis(&c, 24, "n1:0:42"));
+    ASSERT(argis(&c, 10, rkey(7, 1700000003000LL)));
+    ASSERT(argis(&c, 11, "7"));
+    ASSERT(argis(&c, 12, "3"));
+    ASSERT(argis(&c, 13, "2"));
+    ASSERT(argis(&c, 14, "10"));
+    ASSERT(argis(&c, 15, "500"));
+    ASSERT(argis(&c, 16, akey(SK_KEY_SEC_PREFIX, 7)));
+    /* an unsharded activity is bucket 0 of 1 */
+    ASSERT(argis(&c, 17, "0"));
+    ASSERT(argis(&c, 18, "1"));
+    ASSERT(argis(&c, 19, "1700000003000"));
+    ASSERT(argis(&c, 20, "1700000000123"));
+    ASSERT(argis(&c, 21, "0"));
+    ASSERT(argis(&c, 22, "1"));
+    ASSERT(argis(&c, 23, "tok0123456789abcdef"));
+    ASSERT(argis(&c, 24, "1800"));
+    ASSERT(argis(&c, 25, "1001"));
+    ASSERT(argis(&c, 26, "test-reply-n1-0"));
+    ASSERT(argis(&c, 27, "n1:0:42"));
     /* kept for SK_RESULT_KEEP_S past the end of its minute */
-    ASSERT(argis(&c, 25, "1700000640"));
+    ASSERT(argis(&c, 28, "1700000640"));
 
     /* two entries: keys first, then each entry's arguments, in order */
     sk_logic_entry_t e2 = e;
@@ -311,24 +316,24 @@ test_call_build(void)
     const sk_logic_entry_t *es2[2] = {&e, &e2};
     const sk_logic_pre_t *ps2[2] = {&pre, &pre2};
     ASSERT_EQ(sk_logic_call_build(&c, "sha", &act, es2, ps2, 2), 0);
-    ASSERT(argis(&c, 2, "8"));
-    ASSERT(argis(&c, 9, rkey(7, 1700000003000LL)));
-    ASSERT(argis(&c, 10, rkey(7, 1700000041000LL)));
-    ASSERT(argis(&c, 17, "1700000003000"));
-    ASSERT(argis(&c, 27, "1700000041000"));
-    ASSERT(argis(&c, 29, "1009"));
-    ASSERT(argis(&c, 30, "0"));
-    ASSERT(argis(&c, 31, "-"));
-    ASSERT(argis(&c, 32, "0"));
-    ASSERT(argis(&c, 33, "1002"));
-    ASSERT(argis(&c, 35, "n1:0:43"));
-    ASSERT(argis(&c, 36, "1700000700"));
+    ASSERT(argis(&c, 2, "9"));
+    ASSERT(argis(&c, 10, rkey(7, 1700000003000LL)));
+    ASSERT(argis(&c, 11, rkey(7, 1700000041000LL)));
+    ASSERT(argis(&c, 20, "1700000003000"));
+    ASSERT(argis(&c, 30, "1700000041000"));
+    ASSERT(argis(&c, 32, "1009"));
+    ASSERT(argis(&c, 33, "0"));
+    ASSERT(argis(&c, 34, "-"));
+    ASSERT(argis(&c, 35, "0"));
+    ASSERT(argis(&c, 36, "1002"));
+    ASSERT(argis(&c, 38, "n1:0:43"));
+    ASSERT(argis(&c, 39, "1700000700"));
 
     /* pre-decided codes alone need no activity */
     const sk_logic_pre_t *ps3[1] = {&pre2};
     const sk_logic_entry_t *es3[1] = {&e2};
     ASSERT_EQ(sk_logic_call_build(&c, "sha", NULL, es3, ps3, 1), 0);
-    ASSERT(argis(&c, 11, "3"));
+    ASSERT(argis(&c, 12, "3"));
     /* a decision for the script needs the activity */
     ASSERT_EQ(sk_logic_call_build(&c, "sha", NULL, es, ps, 1), -1);
     /* one call is one activity */
@@ -362,6 +367,26 @@ test_call_build(void)
     ASSERT_EQ(c.argc, SK_LOGIC_CALL_ARGC);
     ASSERT(argis(&c, c.argc - 1, "1"));
     ASSERT_EQ(sk_logic_call_hold(&c), -1);
+
+    /* a bucket of a sharded activity: its own tag on every key, its share of the stock, its index and the count */
+    char tag[SK_SHARD_TAG_MAX], want[128];
+    ASSERT(sk_shard_tag(tag, sizeof(tag), 7, 2, 3) > 0);
+    sk_logic_bucket_t bk = {.tag = tag, .index = 2, .count = 3};
+    ASSERT_EQ(sk_logic_call_build_bucket(&c, "sha", &act, &bk, es, ps, 1), 0);
+    sk_key_bucket(want, sizeof(want), SK_KEY_TOTAL, tag);
+    ASSERT(argis(&c, 3, want));
+    sk_key_bucket(want, sizeof(want), SK_KEY_DRY, tag);
+    ASSERT(argis(&c, 9, want));
+    sk_result_key_bucket(want, sizeof(want), tag, 1700000003000LL);
+    ASSERT(argis(&c, 10, want));
+    ASSERT(argis(&c, 11, "7"));  /* the activity, not the bucket */
+    ASSERT(argis(&c, 15, "166")); /* 500 over 3: 167, 167, 166 */
+    sk_key_bucket(want, sizeof(want), SK_KEY_SEC_PREFIX, tag);
+    ASSERT(argis(&c, 16, want));
+    ASSERT(argis(&c, 17, "2"));
+    ASSERT(argis(&c, 18, "3"));
+    bk.index = 3; /* out of range */
+    ASSERT_EQ(sk_logic_call_build_bucket(&c, "sha", &act, &bk, es, ps, 1), -1);
 }
 
 static void
