@@ -238,7 +238,10 @@ send_call(lane_t *w, call_t *c)
             act = &s->act;
     }
     sk_logic_bucket_t bk = {.tag = w->tag, .index = w->bucket, .count = w->nbuckets};
-    if (sk_logic_call_build_bucket(&w->call, w->L->sha, act, &bk, e, pre, c->n) != 0 ||
+    /* an entry of another activity (only a broken writer puts one here) is answered in that activity's own keys */
+    int own = e[0]->aid == w->aid;
+    if ((own ? sk_logic_call_build_bucket(&w->call, w->L->sha, act, &bk, e, pre, c->n)
+             : sk_logic_call_build(&w->call, w->L->sha, act, e, pre, c->n)) != 0 ||
         (w->L->conf->redis_wait_replicas > 0 && sk_logic_call_hold(&w->call) != 0)) {
         call_set_state(c, SLOT_RESULT, SK_E_UNAVAILABLE);
         return -1;

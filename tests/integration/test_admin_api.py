@@ -231,6 +231,9 @@ class AdminApiTest(harness.TestCase):
             (with_(buy_rate=0), "buy_rate", 1001),
             (with_(buy_rate="1.01"), "buy_rate", 1001),
             (with_(buy_rate="abc"), "buy_rate", 1001),
+            (with_(shards=0), "shards", 1001),
+            (with_(shards=65), "shards", 1001),
+            (with_(shards="two"), "shards", 1001),
         ]
         for body, field, code in bad:
             self.assertCode(a.post("/activity/create", body), code, field)
@@ -238,7 +241,7 @@ class AdminApiTest(harness.TestCase):
         aid = data["activity_id"]
         self.assertTrue(data["synced"])
         value = json.loads(self.etcd.get("/seckill/activities/%d" % aid))
-        expect = dict(base, activity_id=aid, buy_rate=0.2)
+        expect = dict(base, activity_id=aid, buy_rate=0.2, shards=1)
         self.assertEqual(value, expect)
         self.assertEqual(self.redis.call("GET", harness.activity_key(aid, "total")), "20")
         # an enabled overlapping activity of the same product is a conflict; a disabled one is not
@@ -273,6 +276,31 @@ class AdminApiTest(harness.TestCase):
         listed = {x["activity_id"]: x for x in a.ok("GET", "/activity/list")}
         self.assertEqual((listed[aid]["sold"], listed[aid]["left"], listed[aid]["total"]), (12, 0, 12))
         self.assertEqual((listed[aid2]["sold"], listed[aid2]["left"]), (0, 10))
+
+    def test_activity_shards(self):
+        """shards (SPEC §9): 1..64, in etcd and the list; frozen with the total once the sale has begun; the totals of
+        a sharded activity are its buckets' (each starts from its share: nothing is written for it)."""
+        a = self.a
+        pid = a.product(self.name(), total=100)
+        now = int(time.time())
+        later = a.activity(pid, name="later", start=now + 600, end=now + 1200, total=30, shards=3)
+        self.assertEqual(json.loads(self.etcd.get("/seckill/activities/%d" % later))["shards"], 3)
+        self.assertIsNone(self.redis.call("GET", harness.activity_key(later, "total")))
+        # not started: both may change; back to one bucket writes the total again
+        self.assertTrue(a.ok("POST", "/activity/update", {"activity_id": later, "shards": 1, "total": 20})["synced"])
+        self.assertEqual(self.redis.call("GET", harness.activity_key(later, "total")), "20")
+        self.assertTrue(a.ok("POST", "/activity/update", {"activity_id": later, "shards": 4})["synced"])
+        self.assertIsNone(self.redis.call("GET", harness.activity_key(later, "total")))
+        listed = {x["activity_id"]: x for x in a.ok("GET", "/activity/list")}
+        self.assertEqual((listed[later]["shards"], listed[later]["sold"], listed[later]["left"]), (4, 0, 20))
+        # started: neither the count nor the total moves, anything else does
+        pid2 = a.product(self.name() + "-2", total=100)
+        live = a.activity(pid2, name="live", total=30, shards=3)
+        self.assertCode(a.post("/activity/update", {"activity_id": live, "shards": 2}), 1014, "shards")
+        self.assertCode(a.post("/activity/update", {"activity_id": live, "total": 25}), 1014, "total")
+        self.assertTrue(a.ok("POST", "/activity/update", {"activity_id": live, "speed": 7})["synced"])
+        value = json.loads(self.etcd.get("/seckill/activities/%d" % live))
+        self.assertEqual((value["shards"], value["total"], value["speed"]), (3, 30, 7))
 
     def test_activity_delete(self):
         a = self.a

@@ -7,7 +7,8 @@ that runs a Redis script or a multi-key command is exercised on a 3-master clust
 Paths: queue + stock (a sale over activities on all masters), settle after a 1008 (the logic nodes SIGSTOPped for
 longer than access.request_timeout_ms: the access node settles each request in Redis before it answers), /sec/result,
 /token/consume (twice: the second is 1014 with the first order_id), /token/cancel, /activity/update of total, blacklist add/remove (1004 while listed), heartbeat, queue trim
-(the logic nodes' periodic XTRIM), node lock release at shutdown (SIGTERM of a logic node: its lock is gone).
+(the logic nodes' periodic XTRIM), node lock release at shutdown (SIGTERM of a logic node: its lock is gone), stock
+moves between the buckets of an activity with shards = 3 (issue 13).
 Skipped while the build lacks the cluster-aware client or the one-slot layout.
 """
 
@@ -19,6 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
+import sk_wire  # noqa: E402
 from harness import DEV_SECRET, http, signed_params, wait_until  # noqa: E402
 from sk_cluster import RedisCluster  # noqa: E402
 from sk_clustersale import ClusterSale, lua_scripts, sha1_hex  # noqa: E402
@@ -96,6 +98,26 @@ class ClusterScripts(ClusterSale):
         rc = self.logic[1].stop()
         self.assertEqual(rc, 0)
         self.logic[1].start(timeout=40)  # same node_id: only possible once the lock was released
+        # a hot activity in stock buckets (shards = 3): demand from bucket 0's users only, so its bucket runs dry and
+        # the rebalancer's move scripts (out on a donor's master, in on bucket 0's) run until the whole stock is sold
+        now = int(time.time())
+        pid = self.admin_ok("POST", "/product/create", {"product_name": "scripts-shards-%d" % os.getpid(),
+                                                        "product_total": 100, "status": 1})["product_id"]
+        self.admin_ok("POST", "/activity/create", {
+            "activity_name": "scripts-shards", "product_id": pid, "start_time": now - 5, "end_time": now + 3600,
+            "total": 6, "status": 1, "speed": 0, "buy_limit": 1, "buy_rate": 1, "shards": 3})
+        for a in self.access:
+            wait_until(lambda: http("GET", a.access + "/sec/info", params={"product_id": pid})[2]["data"]["status"] ==
+                       "active", timeout=15, msg="sharded activity active on %s" % a.name)
+        hot = [u for u in range(8900000, 8901000) if sk_wire.user_bucket(u, 3) == 0]
+        wins, deadline, i = 0, time.time() + 30, 0
+        while wins < 6 and time.time() < deadline:
+            code, _ = self.kill(self.access[i % 2], pid, hot[i])
+            wins += code == 0
+            i += 1
+            if code == 1011:
+                time.sleep(0.05)
+        self.assertEqual(wins, 6, "the sharded activity sold %d of 6 to bucket 0's users" % wins)
         # every script known where it ran, none refused
         scripts = lua_scripts()
         self.assertTrue(scripts)
