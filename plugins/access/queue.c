@@ -707,8 +707,8 @@ on_cmd_connect(sk_redis_t *r, void *data)
             settle(p, "1013 - 0");
     /* requests answered 1013 on a timeout: make sure a late run of their script can never turn into a win */
     for (size_t i = 0; i < t->nunsettled; ++i)
-        send_settle(t, t->unsettled[i].tag, t->unsettled[i].deadline_redis_ms, t->unsettled[i].seq, "1013 - 0",
-                    on_script_loaded, NULL);
+        send_settle(t, t->unsettled[i].tag, t->unsettled[i].deadline_redis_ms, t->unsettled[i].seq, "1013 - 0", on_script_loaded,
+                    NULL);
     t->nunsettled = 0;
 }
 

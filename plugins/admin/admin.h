@@ -14,6 +14,7 @@
 #include "seckill/plugin.h"
 #include "sk_form.h"
 #include "sk_keys.h"
+#include "sk_shard.h"
 #include "sk_scripts.h"
 
 /** A key of activity aid (common/sk_keys.h) in buf, for redis_cmd's "%s"; "" if it does not fit (never for 64 bytes). */
@@ -234,6 +235,9 @@ int64_t sk_admin_now(void);
 
 /** Pushes SQLite's view of one key ("products/3", "activities/7") to etcd now. 1 synced, 0 still pending. */
 int sk_admin_sync_key(sk_admin_ts_t *ts, const char *key, int from_request);
+/** Writes activity a's stock to Redis for the sale: SET of its total, or with shards > 1 a DEL of bucket 0's total so
+ * that every bucket starts from its share (common/sk_shard.h). The redis_cmd result. */
+int sk_admin_write_total(sk_admin_ts_t *ts, const sk_activity_t *a, sk_redis_cb cb, void *data);
 void sk_admin_sync_start(sk_admin_ts_t *ts);
 /** Runs the sync pass soon (a Redis reconnect, a failed write). */
 void sk_admin_sync_kick(sk_admin_ts_t *ts);
@@ -243,6 +247,12 @@ void sk_admin_sync_stop(sk_admin_ts_t *ts);
 
 int sk_admin_route_product(void *inst, void *tstate, h2o_req_t *req);
 int sk_admin_route_activity(void *inst, void *tstate, h2o_req_t *req);
+/** The hash tag of user uid's stock bucket in activity aid (from the store's shards; "a<aid>" when unsharded or
+ * unknown). cap >= SK_SHARD_TAG_MAX. */
+void sk_admin_user_tag(sk_admin_ts_t *ts, int64_t aid, int64_t uid, char *tag, size_t cap);
+/** routes_winners.c: answers GET /activity/winners with the page [offset, offset + limit) of a's winners, over its
+ * stock buckets in order. */
+void sk_admin_winners(sk_admin_ts_t *ts, h2o_req_t *req, const sk_activity_t *a, int64_t offset, int64_t limit);
 int sk_admin_route_policy(void *inst, void *tstate, h2o_req_t *req);
 int sk_admin_route_blacklist(void *inst, void *tstate, h2o_req_t *req);
 int sk_admin_route_token(void *inst, void *tstate, h2o_req_t *req);

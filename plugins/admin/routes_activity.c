@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "admin.h"
+#include "sk_shard.h"
 
 typedef struct st_act_job_t {
     sk_admin_ts_t *ts;
@@ -92,6 +93,8 @@ static void
 restore_total(sk_admin_ts_t *ts, const sk_activity_t *old)
 {
     char key[64];
+    if (sk_activity_shards(old) > 1)
+        return; /* nothing was written for it (sk_admin_write_total) */
     if (ts->redis == NULL ||
         ts->inst->api->redis_cmd(ts->redis, on_restored, ts, "SET %s %lld",
                                  sk_admin_key(key, sizeof(key), SK_KEY_TOTAL, old->activity_id), (long long)old->total) != 0)
@@ -146,10 +149,7 @@ create(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
         return;
     }
     act_job_t *job = calloc(1, sizeof(*job));
-    char key[64];
-    if (job == NULL || ts->redis == NULL ||
-        inst->api->redis_cmd(ts->redis, on_create_total, job, "SET %s %lld",
-                             sk_admin_key(key, sizeof(key), SK_KEY_TOTAL, a.activity_id), (long long)a.total) != 0) {
+    if (job == NULL || ts->redis == NULL || sk_admin_write_total(ts, &a, on_create_total, job) != 0) {
         free(job);
         ts->totals_dirty = 1;
         reply_synced(ts, req, a.activity_id, 1);
@@ -258,7 +258,21 @@ update(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
     }
     if (check_overlap(ts, req, &a) != 0)
         return;
-    if (a.total == old.total) {
+    if (a.total == old.total && sk_activity_shards(&a) == sk_activity_shards(&old)) {
+        update_commit(ts, req, &a, &old, 0);
+        return;
+    }
+    if (sk_activity_shards(&a) > 1 || sk_activity_shards(&old) > 1) {
+        /* the buckets' totals move as the sale runs; each bucket starts from its share of the total, written by the
+         * first step that touches it, so only a sale that has not begun can take a new total */
+        if (old.start_time <= sk_admin_now() && a.total != old.total) {
+            sk_admin_replyf(inst, req, SK_E_CONFLICT, NULL,
+                            "total: cannot change once an activity with shards > 1 has started (start_time %lld)",
+                            (long long)old.start_time);
+            return;
+        }
+        if (ts->redis == NULL || sk_admin_write_total(ts, &a, on_restored, ts) != 0)
+            ts->totals_dirty = 1;
         update_commit(ts, req, &a, &old, 0);
         return;
     }
@@ -310,7 +324,8 @@ typedef struct st_list_job_t list_job_t;
 typedef struct st_list_get_t {
     list_job_t *job;
     size_t i;
-    int counts; /* the HMGET of the token counts, not the MGET */
+    int counts;      /* the HMGET of the token counts, not the MGET */
+    unsigned bucket; /* with shards > 1, one read per stock bucket, summed */
 } list_get_t;
 
 struct st_list_job_t {
@@ -363,7 +378,8 @@ list_reply(list_job_t *job, h2o_req_t *req, int have_redis)
         snprintf(key, sizeof(key), "activities/%lld", (long long)a->activity_id);
         cJSON_AddBoolToObject(o, "synced", sk_admin_store_sync_pending(ts->store, key) == 0);
         if (have_redis) {
-            int64_t sold = job->sold[i], total = job->total[i];
+            /* with shards > 1 units in flight between buckets are in no bucket: the stock is the activity's */
+            int64_t sold = job->sold[i], total = sk_activity_shards(a) > 1 ? a->total : job->total[i];
             if (total < 0)
                 total = 0; /* not written yet: nothing can be sold */
             cJSON_AddNumberToObject(o, "sold", (double)sold);
@@ -411,12 +427,20 @@ on_list_mget(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     (void)r;
     if (g->counts && err == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
         for (size_t k = 0; k < 3; ++k)
-            job->counts[g->i][k] = reply_int(reply->element[k], 0);
+            job->counts[g->i][k] += reply_int(reply->element[k], 0);
     } else if (g->counts) {
         job->failed = 1;
     } else if (err == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
-        job->sold[g->i] = reply_int(reply->element[0], 0);
-        job->total[g->i] = reply_int(reply->element[1], -1);
+        const sk_activity_t *a = &job->v[g->i];
+        unsigned k = (unsigned)sk_activity_shards(a);
+        if (k > 1) {
+            /* a bucket not written yet holds its initial share */
+            job->sold[g->i] += reply_int(reply->element[0], 0);
+            job->total[g->i] += reply_int(reply->element[1], sk_shard_split(a->total, g->bucket, k));
+        } else {
+            job->sold[g->i] = reply_int(reply->element[0], 0);
+            job->total[g->i] = reply_int(reply->element[1], -1);
+        }
     } else {
         job->failed = 1;
     }
@@ -438,7 +462,10 @@ list(sk_admin_ts_t *ts, h2o_req_t *req)
         reply_store_error(ts, req);
         return;
     }
-    job->gets = calloc(job->n ? 2 * job->n : 1, sizeof(*job->gets));
+    size_t nb = 0;
+    for (size_t i = 0; i < job->n; ++i)
+        nb += (size_t)sk_activity_shards(&job->v[i]);
+    job->gets = calloc(nb ? 2 * nb : 1, sizeof(*job->gets));
     job->counts = calloc(job->n ? job->n : 1, sizeof(*job->counts));
     job->sold = calloc(job->n ? job->n : 1, sizeof(*job->sold));
     job->total = calloc(job->n ? job->n : 1, sizeof(*job->total));
@@ -447,140 +474,44 @@ list(sk_admin_ts_t *ts, h2o_req_t *req)
         list_job_free(job);
         return;
     }
-    /* one MGET per activity, all pipelined on the one connection: a round trip for the list, one slot per command */
+    /* one MGET and one HMGET per bucket of each activity, all pipelined on the one connection: a round trip for the
+     * list, one slot per command */
     sk_admin_reqref_set(ts->inst, &job->ref, req);
     job->outstanding = 1; /* held until every read is sent, so that no reply finishes the job meanwhile */
+    size_t g = 0;
     for (size_t i = 0; i < job->n && !job->failed; ++i) {
-        char sold[64], total[64];
-        sk_admin_key(sold, sizeof(sold), SK_KEY_SOLD, job->v[i].activity_id);
-        sk_admin_key(total, sizeof(total), SK_KEY_TOTAL, job->v[i].activity_id);
-        const char *argv[] = {"MGET", sold, total};
-        size_t lens[] = {4, strlen(sold), strlen(total)};
-        job->gets[i] = (list_get_t){job, i, 0};
-        if (ts->inst->api->redis_cmdargv(ts->redis, on_list_mget, &job->gets[i], 0, 3, argv, lens) == 0)
-            job->outstanding++;
-        else
-            job->failed = 1;
-        char counts[64];
-        sk_admin_key(counts, sizeof(counts), SK_KEY_TOKEN_COUNTS, job->v[i].activity_id);
-        const char *hargv[] = {"HMGET", counts, "consumed", "cancelled", "expired"};
-        size_t hlens[] = {5, strlen(counts), 8, 9, 7};
-        job->gets[job->n + i] = (list_get_t){job, i, 1};
-        if (!job->failed && ts->inst->api->redis_cmdargv(ts->redis, on_list_mget, &job->gets[job->n + i], 0, 5, hargv, hlens) == 0)
-            job->outstanding++;
-        else
-            job->failed = 1;
+        unsigned k = (unsigned)sk_activity_shards(&job->v[i]);
+        for (unsigned bk = 0; bk < k && !job->failed; ++bk, ++g) {
+            char tag[SK_SHARD_TAG_MAX], sold[128], total[128], counts[128];
+            if (sk_shard_tag(tag, sizeof(tag), job->v[i].activity_id, bk, k) < 0) {
+                job->failed = 1;
+                break;
+            }
+            sk_key_bucket(sold, sizeof(sold), SK_KEY_SOLD, tag);
+            sk_key_bucket(total, sizeof(total), SK_KEY_TOTAL, tag);
+            sk_key_bucket(counts, sizeof(counts), SK_KEY_TOKEN_COUNTS, tag);
+            const char *argv[] = {"MGET", sold, total};
+            size_t lens[] = {4, strlen(sold), strlen(total)};
+            job->gets[2 * g] = (list_get_t){job, i, 0, bk};
+            if (ts->inst->api->redis_cmdargv(ts->redis, on_list_mget, &job->gets[2 * g], 0, 3, argv, lens) == 0)
+                job->outstanding++;
+            else
+                job->failed = 1;
+            const char *hargv[] = {"HMGET", counts, "consumed", "cancelled", "expired"};
+            size_t hlens[] = {5, strlen(counts), 8, 9, 7};
+            job->gets[2 * g + 1] = (list_get_t){job, i, 1, bk};
+            if (!job->failed &&
+                ts->inst->api->redis_cmdargv(ts->redis, on_list_mget, &job->gets[2 * g + 1], 0, 5, hargv, hlens) == 0)
+                job->outstanding++;
+            else
+                job->failed = 1;
+        }
     }
     if (--job->outstanding == 0)
         list_finish(job);
 }
 
-/* ---- winners ---- */
-
-typedef struct st_winners_job_t {
-    sk_admin_ts_t *ts;
-    sk_admin_reqref_t ref;
-    int64_t activity_id, offset;
-    sk_admin_winner_t *w; /* the page of the winners list, then each one's token state from one HMGET */
-    size_t n;
-} winners_job_t;
-
-static void
-winners_job_free(winners_job_t *job)
-{
-    free(job->w);
-    free(job);
-}
-
-static void
-on_states(sk_redis_t *r, redisReply *reply, const char *err, void *data)
-{
-    winners_job_t *job = data;
-    sk_admin_ts_t *ts = job->ts;
-    (void)r;
-    h2o_req_t *req = sk_admin_reqref_take(ts->inst, &job->ref);
-    if (req == NULL)
-        goto out;
-    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != job->n) {
-        sk_admin_replyf(ts->inst, req, SK_E_UNAVAILABLE, NULL, "redis: %s", err != NULL ? err : "bad reply");
-        goto out;
-    }
-    cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; i < job->n; ++i) {
-        const sk_admin_winner_t *w = &job->w[i];
-        const redisReply *v = reply->element[i];
-        const char *state = v->type == REDIS_REPLY_STRING ? sk_admin_token_state(v->str, v->len) : "unknown";
-        sk_admin_order_t o;
-        int found = sk_admin_store_order_by_token(ts->store, w->token, &o) == SK_ADMIN_STORE_OK && o.state == 1;
-        cJSON *x = cJSON_CreateObject();
-        cJSON_AddNumberToObject(x, "user_id", (double)w->user_id);
-        cJSON_AddStringToObject(x, "token", w->token);
-        cJSON_AddNumberToObject(x, "time", (double)w->issued_at);
-        cJSON_AddNumberToObject(x, "expires_at", (double)w->expires_at);
-        cJSON_AddBoolToObject(x, "consumed", found);
-        if (found)
-            cJSON_AddNumberToObject(x, "order_id", (double)o.order_id);
-        /* live, consumed, cancelled or expired (Redis decides); the last two gave their unit back */
-        cJSON_AddStringToObject(x, "state", state);
-        cJSON_AddBoolToObject(x, "returned", strcmp(state, "cancelled") == 0 || strcmp(state, "expired") == 0);
-        cJSON_AddItemToArray(arr, x);
-    }
-    sk_admin_reply(ts->inst, req, SK_OK, "ok", arr);
-out:
-    winners_job_free(job);
-}
-
-static void
-on_winners(sk_redis_t *r, redisReply *reply, const char *err, void *data)
-{
-    winners_job_t *job = data;
-    sk_admin_ts_t *ts = job->ts;
-    (void)r;
-    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        h2o_req_t *req = sk_admin_reqref_take(ts->inst, &job->ref);
-        if (req != NULL)
-            sk_admin_replyf(ts->inst, req, SK_E_UNAVAILABLE, NULL, "redis: %s", err != NULL ? err : "bad reply");
-        winners_job_free(job);
-        return;
-    }
-    job->w = calloc(reply->elements ? reply->elements : 1, sizeof(*job->w));
-    const char **argv = calloc(reply->elements + 2, sizeof(*argv));
-    size_t *lens = calloc(reply->elements + 2, sizeof(*lens));
-    char key[64];
-    int sent = 0;
-    if (job->w != NULL && argv != NULL && lens != NULL) {
-        for (size_t i = 0; i < reply->elements; ++i) {
-            const redisReply *e = reply->element[i];
-            if (e->type == REDIS_REPLY_STRING && sk_admin_winner_parse(e->str, e->len, &job->w[job->n]) == 0)
-                job->n++;
-        }
-        argv[0] = "HMGET";
-        argv[1] = sk_admin_key(key, sizeof(key), SK_KEY_TOKENS, job->activity_id);
-        for (size_t i = 0; i < job->n; ++i)
-            argv[2 + i] = job->w[i].token;
-        for (size_t i = 0; i < job->n + 2; ++i)
-            lens[i] = strlen(argv[i]);
-        if (job->n == 0) {
-            /* an empty page: nothing to look up */
-            h2o_req_t *req = sk_admin_reqref_take(ts->inst, &job->ref);
-            if (req != NULL)
-                sk_admin_reply(ts->inst, req, SK_OK, "ok", cJSON_CreateArray());
-            winners_job_free(job);
-            job = NULL;
-            sent = 1;
-        } else {
-            sent = ts->inst->api->redis_cmdargv(ts->redis, on_states, job, 0, (int)job->n + 2, argv, lens) == 0;
-        }
-    }
-    free(argv);
-    free(lens);
-    if (!sent) {
-        h2o_req_t *req = sk_admin_reqref_take(ts->inst, &job->ref);
-        if (req != NULL)
-            sk_admin_reply(ts->inst, req, SK_E_UNAVAILABLE, "redis: unavailable", NULL);
-        winners_job_free(job);
-    }
-}
+/* ---- winners (routes_winners.c) ---- */
 
 static void
 winners(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
@@ -607,19 +538,7 @@ winners(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
             reply_store_error(ts, req);
         return;
     }
-    winners_job_t *job = calloc(1, sizeof(*job));
-    char key[64];
-    if (job == NULL || ts->redis == NULL ||
-        inst->api->redis_cmd(ts->redis, on_winners, job, "LRANGE %s %lld %lld", sk_admin_key(key, sizeof(key), SK_KEY_WINS, id),
-                             (long long)offset, (long long)(offset + limit - 1)) != 0) {
-        free(job);
-        sk_admin_reply(inst, req, SK_E_UNAVAILABLE, "redis: unavailable", NULL);
-        return;
-    }
-    job->ts = ts;
-    job->activity_id = id;
-    job->offset = offset;
-    sk_admin_reqref_set(inst, &job->ref, req);
+    sk_admin_winners(ts, req, &a, offset, limit);
 }
 
 int

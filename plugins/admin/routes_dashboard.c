@@ -40,7 +40,7 @@ struct st_dash_job_t {
     sk_activity_t acts[SK_DASH_ACTIVITIES];
     int64_t sold[SK_DASH_ACTIVITIES], total[SK_DASH_ACTIVITIES];
     size_t nacts;
-    dash_cmd_t cmds[SK_DASH_NODES + 2 * SK_DASH_ACTIVITIES];
+    dash_cmd_t cmds[SK_DASH_NODES + 2 * SK_DASH_ACTIVITIES + 4 * SK_MAX_SHARDS]; /* buckets of sharded activities */
     size_t ncmds;
     int redis_failed;
 };
@@ -180,8 +180,8 @@ on_cmd(sk_redis_t *r, redisReply *reply, const char *err, void *data)
         int64_t v = 0; /* a missing sold key is 0 sold; a missing total is left at -1 */
         if (reply->type == REDIS_REPLY_STRING && sk_parse_int64(reply->str, reply->len, 0, INT64_MAX, &v) != 0)
             v = 0;
-        if (c->kind == 1)
-            job->sold[c->i] = v;
+        if (c->kind == 1) /* one GET per stock bucket: summed */
+            job->sold[c->i] = (job->sold[c->i] < 0 ? 0 : job->sold[c->i]) + v;
         else if (reply->type == REDIS_REPLY_STRING)
             job->total[c->i] = v;
     }
@@ -192,6 +192,10 @@ on_cmd(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 static void
 send_cmd(dash_job_t *job, int kind, size_t i, int argc, const char **argv)
 {
+    if (job->ncmds == sizeof(job->cmds) / sizeof(job->cmds[0])) {
+        job->redis_failed = 1; /* many sharded activities: their counts are missing, said so in the answer */
+        return;
+    }
     dash_cmd_t *c = &job->cmds[job->ncmds++];
     c->job = job, c->kind = kind, c->i = i;
     if (job->ts->inst->api->redis_cmdargv(job->ts->redis, on_cmd, c, 0, argc, argv, NULL) == 0)
@@ -263,6 +267,20 @@ sk_admin_route_dashboard(void *instp, void *tstate, h2o_req_t *req)
         job->nacts = 0;
     for (size_t i = 0; i < job->nacts; ++i) {
         job->sold[i] = job->total[i] = -1;
+        unsigned k = (unsigned)sk_activity_shards(&job->acts[i]);
+        if (k > 1) {
+            /* stock moving between buckets is in none of them: the activity's total is the stock */
+            job->total[i] = job->acts[i].total;
+            for (unsigned b = 0; b < k; ++b) {
+                char tag[SK_SHARD_TAG_MAX], sold[128];
+                if (sk_shard_tag(tag, sizeof(tag), job->acts[i].activity_id, b, k) < 0 ||
+                    sk_key_bucket(sold, sizeof(sold), SK_KEY_SOLD, tag) < 0)
+                    continue;
+                const char *a1[] = {"GET", sold};
+                send_cmd(job, 1, i, 2, a1);
+            }
+            continue;
+        }
         char sold[48], total[48];
         sk_key_activity(sold, sizeof(sold), SK_KEY_SOLD, job->acts[i].activity_id);
         sk_key_activity(total, sizeof(total), SK_KEY_TOTAL, job->acts[i].activity_id);

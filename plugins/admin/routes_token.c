@@ -207,10 +207,12 @@ static void
 send_attempt(sk_admin_consume_t *e)
 {
     sk_admin_ts_t *ts = e->ts;
-    char key[64], exp[64], counts[64], uid[24], pid[24], oid[24];
-    sk_admin_key(key, sizeof(key), SK_KEY_TOKENS, e->ids[e->idx]);
-    sk_admin_key(exp, sizeof(exp), SK_KEY_EXPIRY, e->ids[e->idx]);
-    sk_admin_key(counts, sizeof(counts), SK_KEY_TOKEN_COUNTS, e->ids[e->idx]);
+    char tag[SK_SHARD_TAG_MAX], key[128], exp[128], counts[128], uid[24], pid[24], oid[24];
+    /* a token lives in the stock bucket of its user */
+    sk_admin_user_tag(ts, e->ids[e->idx], e->user_id, tag, sizeof(tag));
+    sk_key_bucket(key, sizeof(key), SK_KEY_TOKENS, tag);
+    sk_key_bucket(exp, sizeof(exp), SK_KEY_EXPIRY, tag);
+    sk_key_bucket(counts, sizeof(counts), SK_KEY_TOKEN_COUNTS, tag);
     snprintf(uid, sizeof(uid), "%lld", (long long)e->user_id);
     snprintf(pid, sizeof(pid), "%lld", (long long)e->product_id);
     snprintf(oid, sizeof(oid), "%lld", (long long)e->order_id);

@@ -252,9 +252,9 @@ static int
 on_total_row(void *arg, const sk_activity_t *a)
 {
     sk_admin_ts_t *ts = arg;
-    char key[64];
-    if (ts->inst->api->redis_cmd(ts->redis, on_total_set, ts, "SET %s %lld",
-                                 sk_admin_key(key, sizeof(key), SK_KEY_TOTAL, a->activity_id), (long long)a->total) != 0) {
+    if (sk_activity_shards(a) > 1 && a->start_time <= sk_admin_now())
+        return 0; /* its buckets' totals are the sale's own now (sk_admin_write_total) */
+    if (sk_admin_write_total(ts, a, on_total_set, ts) != 0) {
         ts->totals_dirty = 1;
         return 1;
     }
@@ -342,4 +342,16 @@ sk_admin_sync_stop(sk_admin_ts_t *ts)
         ts->inst->api->timer_free(ts->timer);
         ts->timer = NULL;
     }
+}
+
+int
+sk_admin_write_total(sk_admin_ts_t *ts, const sk_activity_t *a, sk_redis_cb cb, void *data)
+{
+    char key[64];
+    sk_admin_key(key, sizeof(key), SK_KEY_TOTAL, a->activity_id);
+    /* With shards > 1 bucket 0 has the activity's own key: removing what an unsharded past wrote there lets the
+     * first step give every bucket its share (sk_shard_split). Before the start nothing else writes a bucket. */
+    if (sk_activity_shards(a) > 1)
+        return ts->inst->api->redis_cmd(ts->redis, cb, data, "DEL %s", key);
+    return ts->inst->api->redis_cmd(ts->redis, cb, data, "SET %s %lld", key, (long long)a->total);
 }

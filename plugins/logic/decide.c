@@ -82,8 +82,8 @@ sk_logic_call_build_bucket(sk_logic_call_t *c, const char *sha, const sk_activit
     rc |= put(c, "%s", sha);
     rc |= put(c, "%zu", SK_LOGIC_CALL_NKEYS + n);
     /* every key carries the bucket's hash tag, so the step stays atomic on a Redis Cluster */
-    static const sk_key_id_t keys[] = {SK_KEY_TOTAL,  SK_KEY_SOLD,   SK_KEY_USERS, SK_KEY_TOKENS,
-                                       SK_KEY_WINS,   SK_KEY_EXPIRY, SK_KEY_DRY};
+    static const sk_key_id_t keys[] = {SK_KEY_TOTAL, SK_KEY_SOLD,   SK_KEY_USERS, SK_KEY_TOKENS,
+                                       SK_KEY_WINS,  SK_KEY_EXPIRY, SK_KEY_DRY};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && rc == 0; ++i) {
         char key[128];
         if (sk_key_bucket(key, sizeof(key), keys[i], bk->tag) < 0)

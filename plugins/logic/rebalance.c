@@ -275,8 +275,8 @@ redrive(round_t *r, unsigned from, const char *id, size_t idlen, const char *v, 
 {
     unsigned dst;
     long long units, created;
-    if (idlen == 0 || idlen >= sizeof(((move_t *)0)->id) || sscanf(v, "%u %lld %lld", &dst, &units, &created) != 3 ||
-        dst >= r->k || units <= 0)
+    if (idlen == 0 || idlen >= sizeof(((move_t *)0)->id) || sscanf(v, "%u %lld %lld", &dst, &units, &created) != 3 || dst >= r->k ||
+        units <= 0)
         return; /* not ours to touch: a malformed entry stays for a human to read */
     if (now_ms - created < SK_LOGIC_MOVE_REDRIVE_MS)
         return; /* its own mover is probably still at it */
@@ -426,9 +426,9 @@ read_activity(sk_logic_rebal_t *rb, const sk_activity_t *a)
         b->r = r;
         b->index = i;
         char total[128], sold[128], flag[128], outbox[128];
-        if (sk_shard_tag(b->tag, sizeof(b->tag), a->activity_id, i, r->k) < 0 || key(total, sizeof(total), SK_KEY_TOTAL, b->tag) != 0 ||
-            key(sold, sizeof(sold), SK_KEY_SOLD, b->tag) != 0 || key(flag, sizeof(flag), SK_KEY_DRY, b->tag) != 0 ||
-            key(outbox, sizeof(outbox), SK_KEY_MOVE_OUT, b->tag) != 0) {
+        if (sk_shard_tag(b->tag, sizeof(b->tag), a->activity_id, i, r->k) < 0 ||
+            key(total, sizeof(total), SK_KEY_TOTAL, b->tag) != 0 || key(sold, sizeof(sold), SK_KEY_SOLD, b->tag) != 0 ||
+            key(flag, sizeof(flag), SK_KEY_DRY, b->tag) != 0 || key(outbox, sizeof(outbox), SK_KEY_MOVE_OUT, b->tag) != 0) {
             r->failed = 1;
             break;
         }

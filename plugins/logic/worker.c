@@ -83,8 +83,10 @@ add_stream(sk_logic_worker_t *w, int64_t aid, unsigned bucket, unsigned k)
 {
     if (w->nstreams >= SK_LOGIC_MAX_STREAMS) {
         if (!w->over_logged)
-            w->L->api->log(w->L->self, SK_LOG_ERROR, "worker %u: more than %d live streams (a sharded activity has one per bucket); activity %lld is not read here",
-                           w->L->api->thread_index(w->thr), SK_LOGIC_MAX_STREAMS, (long long)aid);
+            w->L->api->log(
+                w->L->self, SK_LOG_ERROR,
+                "worker %u: more than %d live streams (a sharded activity has one per bucket); activity %lld is not read here",
+                w->L->api->thread_index(w->thr), SK_LOGIC_MAX_STREAMS, (long long)aid);
         /* streams count buckets: a sharded activity takes one per bucket */
         w->over_logged = 1;
         return;

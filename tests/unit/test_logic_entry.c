@@ -379,7 +379,7 @@ test_call_build(void)
     ASSERT(argis(&c, 9, want));
     sk_result_key_bucket(want, sizeof(want), tag, 1700000003000LL);
     ASSERT(argis(&c, 10, want));
-    ASSERT(argis(&c, 11, "7"));  /* the activity, not the bucket */
+    ASSERT(argis(&c, 11, "7"));   /* the activity, not the bucket */
     ASSERT(argis(&c, 15, "166")); /* 500 over 3: 167, 167, 166 */
     sk_key_bucket(want, sizeof(want), SK_KEY_SEC_PREFIX, tag);
     ASSERT(argis(&c, 16, want));
