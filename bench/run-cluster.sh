@@ -335,7 +335,7 @@ if rows and rows[0].get("shards", 0) > 0:
               100 * p["cpu_share"]) for p in per))
         if r["activity_master"]:
             print("    bucket -> master port: %s" % ", ".join("%s->%s" % kv for kv in sorted(r["activity_master"].items())))
-        print("    moves: %d started over %d requests answered = %.5f of the requests needed a move; %d units moved,"
+        print("    moves: %d started over %d requests answered = %.3g of the requests needed a move; %d units moved,"
               " %d done, %d re-driven, %d errors (logic %s)" % (delta["moves_started"], n, share, delta["units_moved"],
               delta["moves_done"], delta["moves_redriven"], delta["move_errors"], "/".join(la.get("source", [])) or "?"))
         print("    predicted with each master on its own core: 1e6 / %.1f µs (the busiest master) = %.0f decisions/s" % (worst, pred))
