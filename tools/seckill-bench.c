@@ -64,6 +64,9 @@ usage(FILE *f)
                "      --buy-limit N          buy_limit of created activities (default 1)\n"
                "      --buy-rate R           buy_rate of created activities, 0 < R <= 1 (default 1)\n"
                "      --speed N              speed of created activities, 0 = unlimited (default 0)\n"
+               "      --shards K             stock buckets of created activities, 1..64: sends shards=K in /activity/create\n"
+               "                             (default: the field is not sent, the admin's default 1 applies); the Redis\n"
+               "                             checks read every bucket of an activity, on the master of each bucket's tag\n"
                "      --relax-limits         install a limits.lua that admits everything for the run (one client IP would\n"
                "                             hit the default 50/s per-IP limit), and put the previous source back after\n"
                "      --settle-ms MS         wait after setup before the load (default 500; at least 1500 with --relax-limits)\n"
@@ -95,7 +98,8 @@ usage(FILE *f)
                "SPEC §2 gives its code; per activity: sold <= total; wins seen == sold during the run; sold == total when\n"
                "buy_rate = 1, speed = 0 and demand (per user, answers that reached the stock decision, capped at buy_limit)\n"
                "covers the stock; no user over buy_limit (bench counts, /activity/winners, the Redis users hash); every won\n"
-               "token is in /activity/winners and in the Redis tokens hash with its user_id; Redis sold == admin sold.\n");
+               "token is in /activity/winners and in the Redis tokens hash with its user_id; Redis sold == admin sold. With\n"
+               "shards > 1 the Redis figures are sums over the activity's buckets, each user's count and tokens in its bucket.\n");
 }
 
 static bench_t bench;
@@ -355,6 +359,7 @@ enum {
     OPT_BUY_LIMIT,
     OPT_BUY_RATE,
     OPT_SPEED,
+    OPT_SHARDS,
     OPT_RELAX,
     OPT_SETTLE,
     OPT_FAULTS,
@@ -394,6 +399,7 @@ parse_args(bench_opts_t *o, int argc, char **argv)
                                              {"buy-limit", 1, NULL, OPT_BUY_LIMIT},
                                              {"buy-rate", 1, NULL, OPT_BUY_RATE},
                                              {"speed", 1, NULL, OPT_SPEED},
+                                             {"shards", 1, NULL, OPT_SHARDS},
                                              {"relax-limits", 0, NULL, OPT_RELAX},
                                              {"settle-ms", 1, NULL, OPT_SETTLE},
                                              {"faults", 0, NULL, OPT_FAULTS},
@@ -494,6 +500,9 @@ parse_args(bench_opts_t *o, int argc, char **argv)
         case OPT_SPEED:
             NUM(0, 1e9, o->speed);
             break;
+        case OPT_SHARDS:
+            NUM(1, BENCH_MAX_SHARDS, o->shards);
+            break;
         case OPT_RELAX:
             o->relax_limits = 1;
             break;
@@ -566,6 +575,7 @@ setup_products(bench_t *b)
         if (b->o.raw) {
             p->product_id = b->o.nexisting ? b->o.existing[i] : i + 1;
             p->buy_limit = 1;
+            p->shards = 1;
             continue;
         }
         if (b->o.nexisting) {
@@ -579,9 +589,9 @@ setup_products(bench_t *b)
             goto Error;
         if (!b->o.quiet)
             printf("%s product %" PRId64 ", activity %" PRId64 ": total %" PRId64 ", sold %" PRId64 ", buy_limit %d, buy_rate %g,"
-                   " speed %d\n",
+                   " speed %d, shards %d\n",
                    p->created ? "created" : "using", p->product_id, p->activity_id, p->total, p->sold_before, p->buy_limit,
-                   p->buy_rate, p->speed);
+                   p->buy_rate, p->speed, p->shards);
     }
     return 0;
 Error:

@@ -113,6 +113,10 @@ bench_create_product(bench_t *b, int k, bench_product_t *p, char *err, size_t er
              "&status=1&speed=%d&buy_limit=%d&buy_rate=%.6g",
              b->run_id, k, p->product_id, now - 5, now + (int64_t)(3 * b->o.duration) + 3600, b->o.total, b->o.speed,
              b->o.buy_limit, b->o.buy_rate);
+    if (b->o.shards > 0) {
+        size_t l = strlen(form);
+        snprintf(form + l, sizeof(form) - l, "&shards=%d", b->o.shards);
+    }
     if (bench_admin_create(b, "/activity/create", form, "activity_id", &p->activity_id, err, errlen) != 0)
         return -1;
     p->created = 1;
@@ -120,10 +124,11 @@ bench_create_product(bench_t *b, int k, bench_product_t *p, char *err, size_t er
     p->buy_limit = b->o.buy_limit;
     p->buy_rate = b->o.buy_rate;
     p->speed = b->o.speed;
+    p->shards = b->o.shards > 0 ? b->o.shards : 1;
     return 0;
 }
 
-/* Reads activity p->activity_id from GET /activity/list into p (total, rules, sold, left). With before, sold goes to
+/* Reads activity p->activity_id from GET /activity/list into p (total, rules, shards, sold, left). With before, sold goes to
  * sold_before, else to sold_after/left_after. */
 static int
 bench_read_activity(bench_t *b, bench_product_t *p, int before, char *err, size_t errlen)
@@ -139,7 +144,7 @@ bench_read_activity(bench_t *b, bench_product_t *p, int before, char *err, size_
     }
     cJSON_ArrayForEach(a, data)
     {
-        int64_t id, sold = 0, left = -1, total = 0, bl = 1, sp = 0;
+        int64_t id, sold = 0, left = -1, total = 0, bl = 1, sp = 0, shards = 1;
         if (bench_json_i64(a, "activity_id", &id) != 0 || id != p->activity_id)
             continue;
         bench_json_i64(a, "sold", &sold);
@@ -147,9 +152,11 @@ bench_read_activity(bench_t *b, bench_product_t *p, int before, char *err, size_
         bench_json_i64(a, "total", &total);
         bench_json_i64(a, "buy_limit", &bl);
         bench_json_i64(a, "speed", &sp);
+        bench_json_i64(a, "shards", &shards);
         p->total = total;
         p->buy_limit = (int)bl;
         p->speed = (int)sp;
+        p->shards = shards >= 1 && shards <= BENCH_MAX_SHARDS ? (int)shards : 1;
         p->buy_rate = bench_json_num(a, "buy_rate", 1);
         if (before) {
             p->sold_before = sold;

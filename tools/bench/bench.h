@@ -14,6 +14,7 @@
 #include "hist.h"
 
 #define BENCH_MAX_PRODUCTS 64
+#define BENCH_MAX_SHARDS 64 /* the admin's bound on an activity's shards */
 #define BENCH_MAX_PIDS 8
 #define BENCH_MAX_THREADS 2
 #define BENCH_MAX_CONNS 20000
@@ -79,6 +80,7 @@ typedef struct st_bench_opts_t {
     int buy_limit;
     double buy_rate;
     int speed;
+    int shards; /* --shards: sent as shards= in /activity/create; 0 = not sent (the admin's default, 1) */
     int post;
     int faults;
     int no_check;
@@ -100,6 +102,7 @@ typedef struct st_bench_product_t {
     int64_t product_id, activity_id;
     int64_t total, sold_before, sold_after, left_after;
     int buy_limit, speed;
+    int shards; /* stock buckets (common/sk_shard.h), read back from /activity/list; 1 when not listed */
     double buy_rate;
     int created;
     uint64_t wins;   /* code 0 answers seen by the bench */

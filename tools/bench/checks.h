@@ -13,6 +13,7 @@
 #include "sk_cluster.h"
 #include "bench.h"
 #include "sk_keys.h"
+#include "sk_shard.h"
 
 #define BENCH_MAX_CHECKS 160
 #define BENCH_REDIS_BATCH 1000
@@ -153,7 +154,8 @@ bench_redis_connect(bench_t *b, char *err, size_t errlen)
 }
 
 /* With --redis-cluster: a connection to the master that serves `key`'s hash slot, found with CLUSTER SLOTS on the
- * seed. Every key the checks of one activity read carries that activity's tag, so one connection serves them all. */
+ * seed. Every key the checks of one bucket of an activity read carries that bucket's tag, so one connection serves
+ * them all. */
 static redisContext *
 bench_redis_connect_key(bench_t *b, const char *key, char *err, size_t errlen)
 {
@@ -183,74 +185,121 @@ bench_redis_connect_key(bench_t *b, const char *key, char *err, size_t errlen)
     return bench_redis_connect_to(b, ip, port, err, errlen);
 }
 
-/* Redis side of one activity: sold counter, per-user counts and the stored tokens of the wins the bench saw. */
-static void
-bench_check_redis(bench_t *b, redisContext *rc, int pi, bench_checks_t *cs)
+/* What the Redis side of one activity adds up to over its buckets. */
+typedef struct st_bench_redis_sum_t {
+    long long sold;
+    unsigned long long users, over;
+    uint64_t checked, bad;
+    char first_bad[200];
+} bench_redis_sum_t;
+
+/* Bucket `bucket` of activity pi (its keys under `tag`, all on rc): adds its sold counter and per-user counts to s, and
+ * checks the tokens the bench won from the users of this bucket (sk_shard_of_user). -1 on a Redis error (a failed
+ * check is recorded). */
+static int
+bench_check_redis_bucket(bench_t *b, redisContext *rc, int pi, unsigned bucket, const char *tag, bench_redis_sum_t *s,
+                         bench_checks_t *cs)
 {
     bench_product_t *p = &b->prods[pi];
     char name[64];
     snprintf(name, sizeof(name), "redis a%" PRId64, p->activity_id);
-    char sold_key[64], users_key[64], tokens_key[64];
-    sk_key_activity(sold_key, sizeof(sold_key), SK_KEY_SOLD, p->activity_id);
-    sk_key_activity(users_key, sizeof(users_key), SK_KEY_USERS, p->activity_id);
-    sk_key_activity(tokens_key, sizeof(tokens_key), SK_KEY_TOKENS, p->activity_id);
+    char sold_key[96], users_key[96], tokens_key[96];
+    sk_key_bucket(sold_key, sizeof(sold_key), SK_KEY_SOLD, tag);
+    sk_key_bucket(users_key, sizeof(users_key), SK_KEY_USERS, tag);
+    sk_key_bucket(tokens_key, sizeof(tokens_key), SK_KEY_TOKENS, tag);
     redisReply *r = redisCommand(rc, "GET %s", sold_key);
     if (r == NULL) {
-        bench_check(cs, 0, name, "GET sold: %s", rc->errstr);
-        return;
+        bench_check(cs, 0, name, "GET %s: %s", sold_key, rc->errstr);
+        return -1;
     }
-    long long sold = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    s->sold += r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
     freeReplyObject(r);
-    bench_check(cs, sold == p->sold_after, name, "%s = %lld, admin sold = %" PRId64, sold_key, sold, p->sold_after);
 
-    /* per-user buy limit over every user of the activity (HSCAN: bounded replies) */
-    unsigned long long cursor = 0, over = 0, users = 0;
+    /* per-user buy limit over every user of the bucket (HSCAN: bounded replies) */
+    unsigned long long cursor = 0;
     do {
         r = redisCommand(rc, "HSCAN %s %llu COUNT 1000", users_key, cursor);
         if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            bench_check(cs, 0, name, "HSCAN users: %s", r == NULL ? rc->errstr : "unexpected reply");
+            bench_check(cs, 0, name, "HSCAN %s: %s", users_key, r == NULL ? rc->errstr : "unexpected reply");
             freeReplyObject(r);
-            return;
+            return -1;
         }
         cursor = strtoull(r->element[0]->str, NULL, 10);
         redisReply *kv = r->element[1];
         for (size_t i = 1; i < kv->elements; i += 2) {
-            users++;
-            over += strtoll(kv->element[i]->str, NULL, 10) > p->buy_limit;
+            s->users++;
+            s->over += strtoll(kv->element[i]->str, NULL, 10) > p->buy_limit;
         }
         freeReplyObject(r);
     } while (cursor != 0);
-    bench_check(cs, over == 0, "buy_limit (redis)", "activity %" PRId64 ": %llu of %llu users over buy_limit %d", p->activity_id,
-                over, users, p->buy_limit);
 
-    /* every token the bench won exists, for the user who won it */
-    uint64_t checked = 0, bad = 0;
-    char first_bad[200] = "";
+    /* every token the bench won from this bucket's users exists, for the user who won it */
+    unsigned k = (unsigned)p->shards;
     for (size_t i = 0; i < b->ntokens;) {
         size_t batch[BENCH_REDIS_BATCH], nb = 0;
         for (; i < b->ntokens && nb < BENCH_REDIS_BATCH; i++) {
-            if (b->tokens[i].prod != pi)
+            const bench_token_t *t = &b->tokens[i];
+            if (t->prod != pi || (k > 1 && sk_shard_of_user(b->o.user_base + (int64_t)t->user, k) != bucket))
                 continue;
-            redisAppendCommand(rc, "HGET %s %s", tokens_key, b->tokens[i].tok);
+            redisAppendCommand(rc, "HGET %s %s", tokens_key, t->tok);
             batch[nb++] = i;
         }
-        for (size_t k = 0; k < nb; k++) {
+        for (size_t j = 0; j < nb; j++) {
             if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
-                bench_check(cs, 0, "tokens (redis)", "HGET tokens: %s", rc->errstr);
-                return;
+                bench_check(cs, 0, "tokens (redis)", "HGET %s: %s", tokens_key, rc->errstr);
+                return -1;
             }
-            const bench_token_t *t = &b->tokens[batch[k]];
+            const bench_token_t *t = &b->tokens[batch[j]];
             int64_t want = b->o.user_base + (int64_t)t->user;
             int ok = r->type == REDIS_REPLY_STRING && strtoll(r->str, NULL, 10) == want;
-            if (!ok && bad++ == 0)
-                snprintf(first_bad, sizeof(first_bad), "first: token %.12s... of user %" PRId64 " -> %s", t->tok, want,
-                         r->type == REDIS_REPLY_STRING ? r->str : "missing");
-            checked++;
+            if (!ok && s->bad++ == 0)
+                snprintf(s->first_bad, sizeof(s->first_bad), "first: token %.12s... of user %" PRId64 " in %s -> %s", t->tok, want,
+                         tokens_key, r->type == REDIS_REPLY_STRING ? r->str : "missing");
+            s->checked++;
             freeReplyObject(r);
         }
     }
-    bench_check(cs, bad == 0, "tokens (redis)", "activity %" PRId64 ": %" PRIu64 " of %" PRIu64 " won tokens valid%s%s",
-                p->activity_id, checked - bad, checked, bad ? "; " : "", first_bad);
+    return 0;
+}
+
+/* Redis side of one activity: sold counter, per-user counts and the stored tokens of the wins the bench saw, summed
+ * over its buckets (one with shards = 1), each read on the master of its bucket's tag. */
+static void
+bench_check_redis(bench_t *b, int pi, bench_checks_t *cs)
+{
+    bench_product_t *p = &b->prods[pi];
+    unsigned k = p->shards > 1 ? (unsigned)p->shards : 1;
+    bench_redis_sum_t s = {0};
+    char name[64], err[256];
+    snprintf(name, sizeof(name), "redis a%" PRId64, p->activity_id);
+    for (unsigned bucket = 0; bucket < k; bucket++) {
+        char tag[SK_SHARD_TAG_MAX], key[96];
+        if (sk_shard_tag(tag, sizeof(tag), p->activity_id, bucket, k) < 0) {
+            bench_check(cs, 0, name, "no hash tag for bucket %u of %u", bucket, k);
+            return;
+        }
+        sk_key_bucket(key, sizeof(key), SK_KEY_SOLD, tag);
+        redisContext *rc = bench_redis_connect_key(b, key, err, sizeof(err));
+        if (rc == NULL) {
+            bench_check(cs, 0, "redis", "%s", err);
+            return;
+        }
+        int rc_ = bench_check_redis_bucket(b, rc, pi, bucket, tag, &s, cs);
+        redisFree(rc);
+        if (rc_ != 0)
+            return;
+    }
+    char sold_key[64];
+    sk_key_activity(sold_key, sizeof(sold_key), SK_KEY_SOLD, p->activity_id);
+    if (k > 1)
+        bench_check(cs, s.sold == p->sold_after, name, "%s and the other %u buckets' sold = %lld, admin sold = %" PRId64, sold_key,
+                    k - 1, s.sold, p->sold_after);
+    else
+        bench_check(cs, s.sold == p->sold_after, name, "%s = %lld, admin sold = %" PRId64, sold_key, s.sold, p->sold_after);
+    bench_check(cs, s.over == 0, "buy_limit (redis)", "activity %" PRId64 ": %llu of %llu users over buy_limit %d", p->activity_id,
+                s.over, s.users, p->buy_limit);
+    bench_check(cs, s.bad == 0, "tokens (redis)", "activity %" PRId64 ": %" PRIu64 " of %" PRIu64 " won tokens valid%s%s",
+                p->activity_id, s.checked - s.bad, s.checked, s.bad ? "; " : "", s.first_bad);
 }
 
 /* The invariants of one activity through the admin API (and the bench's own counts). */
@@ -330,18 +379,8 @@ bench_run_checks(bench_t *b, const bench_run_t *run, bench_checks_t *cs)
                 c->nocode, c->mismatches);
     for (int i = 0; i < b->nprods; i++)
         bench_check_product(b, i, all, cs);
-    char err[256];
-    for (int i = 0; i < b->nprods; i++) {
-        char key[64];
-        sk_key_activity(key, sizeof(key), SK_KEY_SOLD, b->prods[i].activity_id);
-        redisContext *rc = bench_redis_connect_key(b, key, err, sizeof(err));
-        if (rc == NULL) {
-            bench_check(cs, 0, "redis", "%s", err);
-            continue;
-        }
-        bench_check_redis(b, rc, i, cs);
-        redisFree(rc);
-    }
+    for (int i = 0; i < b->nprods; i++)
+        bench_check_redis(b, i, cs);
     if (run->tokens_dropped)
         bench_check(cs, -1, "tokens", "%" PRIu64 " wins beyond --max-tokens were not checked", run->tokens_dropped);
     return cs->failed;

@@ -168,6 +168,7 @@ bench_print_json(const bench_t *b, const bench_run_t *sk, const bench_run_t *bas
         cJSON_AddNumberToObject(a, "activity_id", (double)p->activity_id);
         cJSON_AddBoolToObject(a, "created", p->created);
         cJSON_AddNumberToObject(a, "total", (double)p->total);
+        cJSON_AddNumberToObject(a, "shards", p->shards);
         cJSON_AddNumberToObject(a, "sold_before", (double)p->sold_before);
         cJSON_AddNumberToObject(a, "sold", (double)p->sold_after);
         cJSON_AddNumberToObject(a, "wins", (double)p->wins);
