@@ -86,10 +86,13 @@ try {
   check(await page.locator('#activity-form [name="buy_rate"].invalid').count() === 1, "buy_rate error shown next to its field");
   await page.screenshot({ path: cfg.shot.replace(/dashboard\.png$/, "activity-error.png") });
   await page.fill('#activity-form [name="buy_rate"]', "1");
+  await page.fill('#activity-form [name="shards"]', "2");
   await page.click("#activity-submit");
   await page.locator("#activity-form .ok", { hasText: "created activity" }).waitFor({ timeout: 5000 });
   const activityId = /created activity (\d+)/.exec(await page.locator("#activity-form .ok").textContent())[1];
   const row = page.locator(`#activities-table tr[data-id="${activityId}"]`);
+  await row.waitFor({ timeout: 5000 });
+  check((await row.locator("td").nth(6).textContent()) === "2", "the activity's shards (2) set in the form and shown in the list");
   await row.waitFor({ timeout: 5000 });
   await row.getByRole("button", { name: "Disable" }).click();
   await page.locator(`#activities-table tr[data-id="${activityId}"]`, { hasText: "disabled" }).waitFor({ timeout: 5000 });

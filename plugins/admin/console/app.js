@@ -209,6 +209,7 @@ function editActivity(a) {
   clearErrors(form);
   for (const k of ["activity_id", "activity_name", "product_id", "total", "status", "speed", "buy_limit", "buy_rate"])
     form.elements[k].value = a[k];
+  form.elements.shards.value = a.shards || 1;
   form.elements.start_time.value = toLocalInput(a.start_time);
   form.elements.end_time.value = toLocalInput(a.end_time);
   $("#activity-submit").textContent = `Save activity ${a.activity_id}`;
@@ -222,7 +223,7 @@ async function loadActivities() {
     const tr = document.createElement("tr");
     tr.dataset.id = a.activity_id;
     // consumed and returned (cancelled + expired tokens, whose units went back on sale)
-    for (const v of [a.activity_id, a.activity_name, a.product_id, fmtTime(a.start_time), fmtTime(a.end_time), a.total, a.sold, a.left, a.consumed, a.returned])
+    for (const v of [a.activity_id, a.activity_name, a.product_id, fmtTime(a.start_time), fmtTime(a.end_time), a.total, a.shards || 1, a.sold, a.left, a.consumed, a.returned])
       cell(tr, v);
     cell(tr, a.status ? "enabled" : "disabled");
     const td = cell(tr, "");
