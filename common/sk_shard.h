@@ -43,4 +43,18 @@ int64_t sk_shard_move_amount(int64_t donor_left, unsigned k);
  * at least 1, so that a hot bucket is refilled before it runs dry. */
 int64_t sk_shard_low_water(int64_t total, unsigned k);
 
+#define SK_SHARD_MAX 64 /* SK_MAX_SHARDS of the plugin API */
+
+typedef struct st_sk_shard_move_t {
+    unsigned from, to;
+    int64_t units;
+} sk_shard_move_t;
+
+/** The moves one rebalancer read calls for, given each bucket's units left and whether an empty bucket is turning
+ * buyers away (wanted[b], its 'w' flag). A bucket below sk_shard_low_water() receives sk_shard_move_amount() of the
+ * fullest other bucket's: at once when it is empty and wanted, else only when the donor keeps at least as much as
+ * the receiver then holds. At most one move per receiver; the plan's moves add up to zero over the buckets. Writes
+ * the moves to out (room for k) and returns their count; 0 for k < 2. */
+size_t sk_shard_plan(const int64_t *left, const unsigned char *wanted, unsigned k, int64_t total, sk_shard_move_t *out);
+
 #endif

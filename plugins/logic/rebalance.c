@@ -31,6 +31,8 @@
 #include "logic.h"
 #include "sk_shard.h"
 
+_Static_assert(SK_SHARD_MAX == SK_MAX_SHARDS, "sk_shard.h and the plugin API agree on the most buckets");
+
 #define MOVES_MAX 256 /* moves in flight on this node */
 #define REDRIVE_PER_ROUND 64
 #define FLAG_PX "3000" /* the sold-out flag outlives a few missed rounds, not a dead rebalancer */
@@ -337,24 +339,13 @@ decide(round_t *r)
     set_flags(r, 0);
     if ((int64_t)time(NULL) >= r->end_time || atomic_load(&r->rb->L->stopping))
         return;
-    int64_t low = sk_shard_low_water(r->total, r->k);
-    for (unsigned to = 0; to < r->k; ++to) {
-        if (left[to] >= low)
-            continue;
-        unsigned from = to;
-        for (unsigned i = 0; i < r->k; ++i)
-            if (i != to && (from == to || left[i] > left[from]))
-                from = i;
-        if (from == to || left[from] <= 0)
-            continue;
-        int64_t m = sk_shard_move_amount(left[from], r->k);
-        int wanted = left[to] == 0 && r->b[to].flag == 'w';
-        if (!wanted && left[from] - left[to] < 2 * m)
-            continue;
-        left[from] -= m;
-        left[to] += m;
-        move_start(r, from, to, m);
-    }
+    unsigned char wanted[SK_MAX_SHARDS];
+    for (unsigned i = 0; i < r->k; ++i)
+        wanted[i] = r->b[i].flag == 'w';
+    sk_shard_move_t plan[SK_MAX_SHARDS];
+    size_t n = sk_shard_plan(left, wanted, r->k, r->total, plan);
+    for (size_t i = 0; i < n; ++i)
+        move_start(r, plan[i].from, plan[i].to, plan[i].units);
 }
 
 static void

@@ -3,6 +3,7 @@
  * copy of tags and bucket keys (tests/integration/sk_wire.py --bucket-keys-sample).
  */
 #define _POSIX_C_SOURCE 200809L /* popen */
+#include <string.h>
 #include "sk_test.h"
 #include "sk_shard.h"
 #include "sk_keys.h"
@@ -194,9 +195,98 @@ test_python_agrees(void)
     ASSERT_EQ(i, n);
 }
 
+static int64_t
+plan_sum(const int64_t *left, const sk_shard_move_t *m, size_t n, unsigned k, int64_t *after)
+{
+    int64_t sum = 0;
+    for (unsigned i = 0; i < k; ++i)
+        after[i] = left[i];
+    for (size_t i = 0; i < n; ++i) {
+        after[m[i].from] -= m[i].units;
+        after[m[i].to] += m[i].units;
+    }
+    for (unsigned i = 0; i < k; ++i)
+        sum += after[i];
+    return sum;
+}
+
+static void
+test_plan(void)
+{
+    sk_shard_move_t m[SK_SHARD_MAX];
+    int64_t after[SK_SHARD_MAX];
+    unsigned char none[SK_SHARD_MAX] = {0}, w0[SK_SHARD_MAX] = {1};
+    /* total 3000 over 3: low water 250. A hot bucket 0 below it takes from the fullest, ceil(900 / 6) = 150 */
+    int64_t hot[3] = {100, 600, 900};
+    size_t n = sk_shard_plan(hot, none, 3, 3000, m);
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(m[0].from, 2);
+    ASSERT_EQ(m[0].to, 0);
+    ASSERT_EQ(m[0].units, 150);
+    ASSERT_EQ(plan_sum(hot, m, n, 3, after), 1600); /* nothing created or lost */
+    /* every bucket full enough: no move */
+    int64_t full[3] = {300, 600, 900};
+    ASSERT_EQ(sk_shard_plan(full, none, 3, 3000, m), 0);
+    /* near the end quiet buckets do not pass units back and forth: of [1, 4, 5] only bucket 0 takes (5 - 1 >= 2),
+     * bucket 1 does not (5 - 4 < 2)... */
+    int64_t quiet[3] = {1, 4, 5};
+    ASSERT_EQ(sk_shard_plan(quiet, none, 3, 3000, m), 1); /* bucket 0 (5 - 1 >= 2) */
+    ASSERT_EQ(m[0].from, 2);
+    ASSERT_EQ(m[0].to, 0);
+    int64_t even[3] = {2, 4, 4};
+    n = sk_shard_plan(even, none, 3, 3000, m);
+    ASSERT_EQ(n, 1); /* 0 takes one; then 4 - 3 < 2: 1 and 2 stay */
+    ASSERT_EQ(plan_sum(even, m, n, 3, after), 10);
+    ASSERT_EQ(after[0], 3);
+    /* ...but an empty bucket with buyers gets the last unit, none stranded */
+    int64_t last[3] = {0, 1, 0};
+    ASSERT_EQ(sk_shard_plan(last, none, 3, 3000, m), 0);
+    n = sk_shard_plan(last, w0, 3, 3000, m);
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(m[0].from, 1);
+    ASSERT_EQ(m[0].to, 0);
+    ASSERT_EQ(m[0].units, 1);
+    /* nothing anywhere: nothing to move even when wanted */
+    int64_t dry[3] = {0, 0, 0};
+    ASSERT_EQ(sk_shard_plan(dry, w0, 3, 3000, m), 0);
+    /* one bucket, or bad counts: no plan */
+    ASSERT_EQ(sk_shard_plan(hot, none, 1, 3000, m), 0);
+    ASSERT_EQ(sk_shard_plan(hot, none, SK_SHARD_MAX + 1, 3000, m), 0);
+    /* many buckets, all low: every move conserves units and no donor goes negative */
+    int64_t many[SK_SHARD_MAX];
+    unsigned char want[SK_SHARD_MAX];
+    for (unsigned i = 0; i < SK_SHARD_MAX; ++i) {
+        many[i] = (int64_t)(i * 7 % 11);
+        want[i] = i % 3 == 0;
+    }
+    int64_t before = 0;
+    for (unsigned i = 0; i < SK_SHARD_MAX; ++i)
+        before += many[i];
+    n = sk_shard_plan(many, want, SK_SHARD_MAX, 64000, m);
+    ASSERT(n > 0);
+    ASSERT_EQ(plan_sum(many, m, n, SK_SHARD_MAX, after), before);
+    for (unsigned i = 0; i < SK_SHARD_MAX; ++i)
+        ASSERT(after[i] >= 0);
+    /* a simulated sale: demand only in bucket 0, plans applied round after round, sells everything */
+    int64_t sim[3] = {1000, 1000, 1000}, sold = 0;
+    unsigned char wsim[3] = {0};
+    for (int round = 0; round < 10000 && sold < 3000; ++round) {
+        int64_t take = sim[0] < 40 ? sim[0] : 40; /* bucket 0 sells up to 40 between two reads */
+        sim[0] -= take;
+        sold += take;
+        wsim[0] = sim[0] == 0;
+        n = sk_shard_plan(sim, wsim, 3, 3000, m);
+        plan_sum(sim, m, n, 3, after);
+        memcpy(sim, after, sizeof(sim));
+    }
+    ASSERT_EQ(sold, 3000);
+    ASSERT_EQ(sim[0] + sim[1] + sim[2], 0);
+}
+
 int
 main(void)
 {
+    RUN(test_plan);
     RUN(test_tags);
     RUN(test_users);
     RUN(test_split);
