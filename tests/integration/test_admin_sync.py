@@ -16,6 +16,7 @@ from test_admin_api import Admin, db_rows, make_token, wait_admin_redis
 def activity_json(aid, body):
     v = {k: (float(x) if k == "buy_rate" else int(x) if k != "activity_name" else x) for k, x in body.items()}
     v["activity_id"] = aid
+    v.setdefault("shards", 1)  # always written (SPEC §9)
     if v.get("buy_rate", 1) == int(v.get("buy_rate", 1)):
         v["buy_rate"] = int(v.get("buy_rate", 1))
     return v

@@ -6,6 +6,8 @@
   (XINFO entries-added) within 30% of the others;
 - test_skewed_demand: 90% of the requests come from users of bucket 0: the sale still sells exactly `total`, because
   the rebalancer moves stock to bucket 0 (units_moved > 0 on the logic nodes);
+- test_tokens_in_buckets: consume and cancel find a token in its user's bucket; the cancelled unit goes back there
+  and sells again;
 - test_kill9_during_moves: the logic nodes pause SK_LOGIC_MOVE_PAUSE_MS between the two steps of every move, and one
   of them is SIGKILLed (and restarted) again and again while skewed demand keeps moves going: no unit created or
   lost (every outbox drains, and the buckets' totals add up to `total`), exactly `total` wins.
@@ -148,6 +150,53 @@ class ClusterShardsTest(ClusterSale):
             lp.codes(), load, wins, self.logic_counter("units_moved")))
         self.assertGreater(min(load), 0)
         self.assertLessEqual(max(load), 1.3 * min(load), "bucket loads %s not within 30%%" % load)
+
+    def test_tokens_in_buckets(self):
+        """/token/consume and /token/cancel find a token in its user's bucket; a cancelled token's unit goes back to
+        that bucket (its sold - 1), /activity/list and /activity/winners show it, and it sells again."""
+        total = 12
+        pid, aid = self.sharded_activity(total, 1, "shards-tokens")
+        by_bucket = {b: [u for u in range(6100000, 6100200) if sk_wire.user_bucket(u, K) == b][:8] for b in range(K)}
+        won = []
+        for i in range(8):
+            for b in range(K):
+                st, _, body = http("GET", self.access[i % 2].access + "/sec/kill",
+                                   params=harness.signed_params(DEV_SECRET, "kill", by_bucket[b][i], pid), timeout=5)
+                if body.get("code") == 0:
+                    won.append((b, by_bucket[b][i], body["data"]["token"]))
+        wait_until(lambda: sum(s for _, s, _ in self.bucket_state(aid, total)) == total, timeout=20,
+                   msg="activity %d sold out" % aid)
+        self.assertEqual(len(won), total)
+        per_bucket = {b: [w for w in won if w[0] == b] for b in range(K)}
+        b2 = max(per_bucket, key=lambda b: (b != 0, len(per_bucket[b])))  # a bucket other than 0 with wins
+        _, uid, tok = per_bucket[b2][0]
+        before = self.bucket_state(aid, total)[b2]
+        self.admin_ok("POST", "/token/cancel", {"token": tok, "user_id": uid, "product_id": pid})
+        after = self.bucket_state(aid, total)[b2]
+        self.assertEqual((after[0], after[1]), (before[0], before[1] - 1), "the unit went back to bucket %d" % b2)
+        listed = [a for a in self.admin_ok("GET", "/activity/list") if a["activity_id"] == aid][0]
+        self.assertEqual((listed["sold"], listed["left"], listed["cancelled"]), (total - 1, 1, 1), listed)
+        states = {w["token"]: w["state"] for w in self.winners(aid)}
+        self.assertEqual(states[tok], "cancelled")
+        # consume another bucket's token: found in its user's bucket
+        b1 = next(b for b in per_bucket if b != b2 and per_bucket[b])
+        _, uid1, tok1 = per_bucket[b1][0]
+        c = self.admin_ok("POST", "/token/consume", {"token": tok1, "user_id": uid1, "product_id": pid})
+        self.assertIn("order_id", c)
+        self.assertEqual({w["token"]: w["state"] for w in self.winners(aid)}[tok1], "consumed")
+        # the returned unit sells again, to a fresh user of any bucket (moved there if need be)
+        fresh = [u for u in range(6200000, 6200400)]
+        sold_again, deadline, i = False, time.time() + 20, 0
+        while not sold_again and time.time() < deadline:
+            st, _, body = http("GET", self.access[0].access + "/sec/kill",
+                               params=harness.signed_params(DEV_SECRET, "kill", fresh[i % len(fresh)], pid), timeout=5)
+            sold_again = body.get("code") == 0
+            i += 1
+            if not sold_again:
+                time.sleep(0.05)
+        self.assertTrue(sold_again, "the cancelled unit was not sold again")
+        wait_until(lambda: sum(s for _, s, _ in self.bucket_state(aid, total)) == total, timeout=10, msg="sold out again")
+        self.assertEqual(sum(t for t, _, _ in self.bucket_state(aid, total)), total)
 
     def skewed_users(self, n_hot, n_cold):
         hot, cold, uid = [], [], 7000000
