@@ -262,9 +262,9 @@ class LogicFaultTest(harness.TestCase):
 
         def won(n):
             """The stock script on one entry of activity 99 (untouched by the sale): user, token and request id n."""
-            keys = [harness.activity_key(99, k) for k in ("total", "sold", "users", "tokens", "wins", "expiry")]
+            keys = [harness.activity_key(99, k) for k in ("total", "sold", "users", "tokens", "wins", "expiry", "dry")]
             keys.append(harness.result_key(99, deadline))
-            args = [99, 104, 10**8, 0, 10**8, harness.activity_key(99, "sec")]
+            args = [99, 104, 10**8, 0, 10**8, harness.activity_key(99, "sec"), 0, 1]  # bucket 0 of 1
             args += [deadline, 0, 0, 1, "t%s-0123456789" % n, 1800, n, "bench:reply", "r%s" % n,
                      harness.result_keep_until(deadline)]
             return ["EVALSHA", stock, len(keys)] + keys + args
