@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README "Benchmarks": SecKill against a bare libh2o server (bench/h2o_hello, 1 thread), A/B in the same run.
 #
-#   bench/run-all.sh [--quick] [--duration S] [--rounds N] [--only info,soldout,full] [--conns "64 256"] [--keep]
+#   bench/run-all.sh [--quick] [--duration S] [--rounds N] [--only info,soldout,full] [--conns "64 256"] [--queue-redis]
+#                    [--keep]
 #
 # It starts its own redis-server, etcd and three seckilld processes (access with 1 HTTP thread, logic, admin) on free
 # loopback ports in a temporary directory, and stops all of them at exit. Then, each path against h2o_hello first
@@ -19,7 +20,9 @@
 #
 # Options: --duration S seconds per measurement (default 10; --quick = 3), --rounds N repeats every A/B pair N times
 # (A B A B ...; default 1), --only LIST measures a subset, --conns LIST the connection counts of the full path and its
-# Redis baseline (default "64 256"; /sec/info and sold-out use SK_BENCH_CONNS), --keep keeps the temporary directory.
+# Redis baseline (default "64 256"; /sec/info and sold-out use SK_BENCH_CONNS), --queue-redis also starts a second
+# redis-server without AOF and sets redis.queue_addr on every node (README "A separate queue Redis"; its CPU counts as
+# Redis CPU), --keep keeps the temporary directory.
 # Per full-path connection count it prints the issue-14 ratios: server CPU per request (access + logic + Redis) over the
 # bare handler's, Redis CPU per request over what redis-benchmark SET costs the same Redis (AOF, appendfsync as the
 # run's) per request, and throughput and p99 against their targets.
@@ -37,6 +40,7 @@ DURATION=10
 ROUNDS=1
 ONLY=info,soldout,full
 KEEP=0
+QUEUE_REDIS=0
 FULL_CONNS="64 256"
 
 while [ $# -gt 0 ]; do
@@ -59,8 +63,9 @@ while [ $# -gt 0 ]; do
         shift
         ;;
     --keep) KEEP=1 ;;
+    --queue-redis) QUEUE_REDIS=1 ;;
     -h | --help)
-        sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -129,6 +134,20 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$TMP/redis" --appendon
     --daemonize no --logfile "$TMP/redis.log" </dev/null >/dev/null 2>&1 &
 REDIS_PID=$!
 PIDS+=("$REDIS_PID")
+QUEUE_CONF=
+QREDIS_PIDS=()
+if [ "$QUEUE_REDIS" = 1 ]; then
+    QREDIS_PORT=$(free_port)
+    mkdir -p "$TMP/qredis"
+    # the queue only: a crash loses queued, undecided requests (their clients get 1008), so no AOF and no snapshot
+    redis-server --port "$QREDIS_PORT" --bind 127.0.0.1 --dir "$TMP/qredis" --appendonly no --save "" --daemonize no \
+        --logfile "$TMP/qredis.log" </dev/null >/dev/null 2>&1 &
+    QREDIS_PID=$!
+    PIDS+=("$QREDIS_PID")
+    QREDIS_PIDS=(--server-pid "$QREDIS_PID")
+    QUEUE_CONF="redis.queue_addr = 127.0.0.1:$QREDIS_PORT"
+    wait_for "queue redis" 15 "$QREDIS_PID" sh -c "redis-cli -p $QREDIS_PORT PING | grep -q PONG"
+fi
 ETCD_PORT=$(free_port)
 ETCD_PEER=$(free_port)
 etcd --name bench --data-dir "$TMP/etcd" --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -164,6 +183,7 @@ admin.db = $TMP/admin.db
 policies.dir = $TMP/policies
 log.file = $TMP/$name.log
 log.level = warn
+$QUEUE_CONF
 EOF
     "$SECKILLD" -c "$TMP/$name.conf" </dev/null >"$TMP/$name.out" 2>&1 &
     NODE_PID=$!
@@ -184,6 +204,7 @@ HELLO_PORT=$(free_port)
 HELLO_PID=$!
 PIDS+=("$HELLO_PID")
 wait_for h2o_hello 5 "$HELLO_PID" curl -fsS --max-time 1 "http://127.0.0.1:$HELLO_PORT/"
+[ "$QUEUE_REDIS" = 1 ] && say "queue redis $QREDIS_PORT (no AOF, pid $QREDIS_PID)"
 say "redis $REDIS_PORT (appendfsync $FSYNC), etcd $ETCD_PORT, access $ACCESS (pid $ACCESS_PID), logic pid $LOGIC_PID," \
     "admin $ADMIN, h2o_hello $HELLO_PORT (pid $HELLO_PID); ${DURATION}s per run, $ROUNDS round(s)"
 
@@ -254,7 +275,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             wait_aof_idle
             set +e
             out=$("$BENCH" "${BENCH_COMMON[@]}" -c "$c" -d "$DURATION" --total 100000000 --users "$USERS" \
-                --baseline "$HELLO" --server-pid "$ACCESS_PID" --server-pid "$LOGIC_PID" --server-pid "$REDIS_PID")
+                --baseline "$HELLO" --server-pid "$ACCESS_PID" --server-pid "$LOGIC_PID" --server-pid "$REDIS_PID" "${QREDIS_PIDS[@]}")
             rc=$?
             set -e
             echo "$out" >"$TMP/full-$round-$c.txt"
@@ -264,7 +285,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             rps=$(echo "$summary" | json_get 'round(d["throughput"], 1)')
             cpu=$(echo "$summary" | json_get 'round(d["server_cpu_us_per_req"] or 0, 1)')
             split=$(echo "$summary" | json_get \
-                '"{\"access_us\":%.1f,\"logic_us\":%.1f,\"redis_us\":%.1f,\"checks_pass\":%s,\"p99_us\":%s}" % tuple([c / max(d["answered"], 1) * 1e6 for c in d["server_cpu_s"]] + [str(d["pass"]).lower(), d["latency_us"]["p99"]])')
+                '"{\"access_us\":%.1f,\"logic_us\":%.1f,\"redis_us\":%.1f,\"queue_redis_us\":%.1f,\"checks_pass\":%s,\"p99_us\":%s}" % tuple((lambda u: u[:2] + [sum(u[2:]), sum(u[3:])])([c / max(d["answered"], 1) * 1e6 for c in d["server_cpu_s"]]) + [str(d["pass"]).lower(), d["latency_us"]["p99"]])')
             brps=$(echo "$summary" | json_get 'round(d["baseline"]["throughput"], 1)')
             bcpu=$(echo "$summary" | json_get 'round(d["baseline"]["server_cpu_us_per_req"] or 0, 1)')
             record full h2o_hello "$brps" "$bcpu" null "$c"
@@ -288,14 +309,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
     fi
 done
 
-python3 - "$RESULTS" "$DURATION" "$ROUNDS" "$CONNS" "$FSYNC" <<'EOF'
+python3 - "$RESULTS" "$DURATION" "$ROUNDS" "$CONNS" "$FSYNC" "$QUEUE_REDIS" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-dur, rounds, conns, fsync = sys.argv[2:6]
+dur, rounds, conns, fsync, qredis = sys.argv[2:7]
 names = {"info": "/sec/info", "soldout": "sold-out /sec/kill", "full": "full /sec/kill", "redis": "Redis SET (baseline)"}
 FLOOR = {"info": 0.85, "soldout": 0.70}  # issue 14: no regression below these
 print()
-print("SecKill vs bare libh2o (h2o_hello -t 1), %ss per run, %s round(s); ratios within one round; Redis AOF appendfsync %s" % (dur, rounds, fsync))
+print("SecKill vs bare libh2o (h2o_hello -t 1), %ss per run, %s round(s); ratios within one round; Redis AOF appendfsync %s%s" % (dur, rounds, fsync, "; queue on a second Redis without AOF (redis.queue_addr)" if qredis == "1" else ""))
 print("%-26s %12s %12s %7s %14s %14s  %s" % ("path", "seckilld/s", "h2o/s", "ratio", "CPU µs/req sk", "CPU µs/req h2o", "notes"))
 summary = []
 counts = []
@@ -318,10 +339,12 @@ for path in ("info", "soldout", "full", "redis"):
             note = ""
             x = s.get("extra") or {}
             if path == "full":
-                note = "access %.1f + logic %.1f + redis %.1f µs; checks %s" % (x.get("access_us", 0), x.get("logic_us", 0), x.get("redis_us", 0), "pass" if x.get("checks_pass") else "FAIL")
+                note = "access %.1f + logic %.1f + redis %.1f µs%s; checks %s" % (x.get("access_us", 0), x.get("logic_us", 0), x.get("redis_us", 0), " (of which queue Redis %.1f)" % x.get("queue_redis_us", 0) if qredis == "1" else "", "pass" if x.get("checks_pass") else "FAIL")
                 if i < len(rset) and rset[i]["rps"]:
-                    x["of_redis_ceiling"] = round(s["rps"] / (rset[i]["rps"] / 2), 4)
-                    note += "; %.2f of the Redis ceiling (SET rate / 2)" % x["of_redis_ceiling"]
+                    # two durable writes in a row per request, or one when the queue is on the Redis without AOF
+                    per = 1 if qredis == "1" else 2
+                    x["of_redis_ceiling"] = round(s["rps"] / (rset[i]["rps"] / per), 4)
+                    note += "; %.2f of the Redis ceiling (SET rate%s)" % (x["of_redis_ceiling"], "" if per == 1 else " / 2")
                 # the issue-14 ratios, each against its target
                 x["server_cpu_ratio"] = round(s["cpu_us"] / h["cpu_us"], 2) if h["cpu_us"] else None
                 set_us = rset[i]["cpu_us"] if i < len(rset) else 0
@@ -351,5 +374,5 @@ for path in ("info", "soldout", "full", "redis"):
             label = names[path] + (" c%d" % c) + ("" if len(sk) == 1 else " #%d" % (i + 1))
             print("%-26s %12.0f %12.0f %7.3f %14.1f %14.1f  %s" % (label, s["rps"], h["rps"], ratio, s["cpu_us"], h["cpu_us"], note))
             summary.append({"path": path, "round": i + 1, "connections": c, "seckilld_rps": s["rps"], "h2o_rps": h["rps"], "ratio": round(ratio, 4), "seckilld_cpu_us": s["cpu_us"], "h2o_cpu_us": h["cpu_us"], "extra": x})
-print(json.dumps({"tool": "bench/run-all.sh", "duration": int(dur), "rounds": int(rounds), "connections": int(conns), "full_connections": counts, "results": summary}))
+print(json.dumps({"tool": "bench/run-all.sh", "queue_redis": qredis == "1", "duration": int(dur), "rounds": int(rounds), "connections": int(conns), "full_connections": counts, "results": summary}))
 EOF

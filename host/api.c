@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "host.h"
+#include "redis_cluster.h"
 
 static const sk_config_t *
 api_config(sk_plugin_t *self)
@@ -123,6 +124,17 @@ api_redis_new(sk_plugin_t *self, sk_thread_t *thr)
     return sk_redis_new(self->host, thr, self->name);
 }
 
+static sk_redis_t *
+api_redis_new_queue(sk_plugin_t *self, sk_thread_t *thr)
+{
+    const sk_config_t *c = &self->host->conf;
+    if (c->redis_queue_addr[0] == '\0' || thr == NULL)
+        return NULL;
+    char who[80];
+    snprintf(who, sizeof(who), "%s-queue", self->name);
+    return sk_redis_conn_new(self->host, thr, who, c->redis_queue_host, c->redis_queue_port);
+}
+
 static const sk_snapshot_t *
 api_snapshot(sk_thread_t *thr)
 {
@@ -216,6 +228,7 @@ const sk_host_api_t sk_host_api = {
     .redis_on_connect = sk_redis_on_connect,
     .redis_cmdargv_at = sk_redis_cmdargv_at,
     .req_peer_closed = sk_http_req_peer_closed,
+    .redis_new_queue = api_redis_new_queue,
     .snapshot = api_snapshot,
     .etcd_put = api_etcd_put,
     .etcd_delete = api_etcd_delete,

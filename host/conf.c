@@ -27,6 +27,7 @@ typedef struct st_conf_key_t {
 
 static int check_listen(const char *v, char *why, size_t whylen);
 static int check_redis_addr(const char *v, char *why, size_t whylen);
+static int check_queue_addr(const char *v, char *why, size_t whylen);
 static int check_endpoints(const char *v, char *why, size_t whylen);
 static int check_prefix(const char *v, char *why, size_t whylen);
 static int check_plugins(const char *v, char *why, size_t whylen);
@@ -56,6 +57,7 @@ static const conf_key_t keys[] = {
     U("redis.timeout_ms", redis_timeout_ms, 10, 60000),
     {"redis.cluster", T_BOOL, offsetof(sk_config_t, redis_cluster), sizeof(int), 0, 1, NULL},
     U("redis.wait_replicas", redis_wait_replicas, 0, 16),
+    S("redis.queue_addr", redis_queue_addr, check_queue_addr),
     S("etcd.endpoints", etcd_endpoints, check_endpoints),
     S("etcd.prefix", etcd_prefix, check_prefix),
     S("auth.secret", auth_secret, NULL),
@@ -197,6 +199,19 @@ check_redis_addr(const char *v, char *why, size_t whylen)
         return 0;
 bad:
     snprintf(why, whylen, "an IP:port address such as 127.0.0.1:6379, or with redis.cluster a comma-separated list of them");
+    return -1;
+}
+
+/* Empty (the queue lives with the data), or one IP:port: a plain Redis, never a cluster, that holds only the request
+ * queues (README "A separate queue Redis"). */
+static int
+check_queue_addr(const char *v, char *why, size_t whylen)
+{
+    char host[64];
+    uint16_t port;
+    if (*v == '\0' || (strlen(v) < 64 && strchr(v, ',') == NULL && sk_conf_parse_addr(v, host, sizeof(host), &port) == 0))
+        return 0;
+    snprintf(why, whylen, "empty, or one IP:port address such as 127.0.0.1:6380");
     return -1;
 }
 
@@ -347,6 +362,12 @@ sk_conf_set(sk_config_t *c, const char *key, const char *value, char *err, size_
     }
     if (strcmp(key, "redis.addr") == 0)
         split_redis_addr(c);
+    if (strcmp(key, "redis.queue_addr") == 0) {
+        c->redis_queue_host[0] = '\0';
+        c->redis_queue_port = 0;
+        if (c->redis_queue_addr[0] != '\0')
+            sk_conf_parse_addr(c->redis_queue_addr, c->redis_queue_host, sizeof(c->redis_queue_host), &c->redis_queue_port);
+    }
     return 0;
 }
 

@@ -100,6 +100,7 @@ struct st_sk_host_t {
 
     /* health, written by the control thread */
     atomic_int redis_up;
+    atomic_int queue_up; /* redis.queue_addr answers PING (1 without one) */
     /* redis.cluster: masters in the map and how many have a ready conn, and their JSON list (under redis_mu) */
     atomic_int redis_masters, redis_masters_up;
     pthread_mutex_t redis_mu;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "host.h"
+#include "redis_cluster.h"
 #include "sk_keys.h"
 #include "sk_scripts.h"
 
@@ -134,13 +135,27 @@ run_worker_thread(sk_thread_t *thr)
 typedef struct st_control_state_t {
     sk_host_t *host;
     sk_redis_t *redis;
+    sk_redis_t *queue; /* redis.queue_addr, probed like redis; NULL without one */
     sk_timer_t *timer;
     sk_stats_pub_t *stats;
     char lock_value[96];
     char lock_key[SK_NODE_KEY_MAX];
     unsigned ticks;
-    int pending;
+    int pending, queue_pending;
 } control_state_t;
+
+static void
+on_queue_ping(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    control_state_t *cs = data;
+    (void)r;
+    cs->queue_pending = 0;
+    int up = err == NULL && reply != NULL && reply->type != REDIS_REPLY_ERROR;
+    if (up != atomic_load(&cs->host->queue_up))
+        sk_logf(up ? SK_LOG_INFO : SK_LOG_WARN, "host", "queue redis %s is %s%s%s", cs->host->conf.redis_queue_addr,
+                up ? "up" : "down", err ? ": " : "", err ? err : "");
+    atomic_store(&cs->host->queue_up, up);
+}
 
 static void
 on_ping(sk_redis_t *r, redisReply *reply, const char *err, void *data)
@@ -188,6 +203,10 @@ on_control_tick(sk_timer_t *t, void *data)
         if (cs->ticks % 6 == 0)
             sk_redis_cmd(cs->redis, on_lock_refresh, cs, "SET %s %s PX 10000", cs->lock_key, cs->lock_value);
     }
+    if (cs->queue != NULL && !sk_redis_connected(cs->queue))
+        atomic_store(&host->queue_up, 0);
+    else if (cs->queue != NULL && !cs->queue_pending)
+        cs->queue_pending = sk_redis_cmd(cs->queue, on_queue_ping, cs, "PING") == 0;
     sk_stats_pub_tick(cs->stats, cs->redis); /* the tick is SK_STATS_PUBLISH_MS */
     /* Give the memory of a connection storm back: glibc keeps freed heap pages (of every thread's arena) mapped, so
      * after 10,000 connections came and went the RSS stayed at its peak (tests/integration/test_hostile_storm.py).
@@ -207,6 +226,8 @@ run_control_thread(sk_thread_t *thr)
     sk_key_node(cs.lock_key, sizeof(cs.lock_key), host->conf.node_id);
     adopt_latest_snapshot(thr);
     cs.redis = sk_redis_new(host, thr, "host");
+    if (host->conf.redis_queue_addr[0] != '\0')
+        cs.queue = sk_redis_conn_new(host, thr, "host-queue", host->conf.redis_queue_host, host->conf.redis_queue_port);
     cs.stats = sk_stats_pub_new(host);
     cs.timer = sk_timer_new(thr, on_control_tick, &cs);
     sk_timer_start(cs.timer, 1);
@@ -218,6 +239,8 @@ run_control_thread(sk_thread_t *thr)
     if (host->etcd != NULL)
         sk_etcd_stop(host->etcd);
     sk_timer_free(cs.timer);
+    if (cs.queue != NULL)
+        sk_redis_free(cs.queue);
     sk_redis_free(cs.redis);
     sk_stats_pub_free(cs.stats);
 }
@@ -405,6 +428,7 @@ main(int argc, char **argv)
         fprintf(stderr, "seckilld: config error: %s\n", err);
         return 1;
     }
+    atomic_store(&host->queue_up, host->conf.redis_queue_addr[0] == '\0'); /* a queue Redis is down until it answers */
     if (sk_conf_check_exposure(&host->conf, err, sizeof(err)) != 0) {
         fprintf(stderr, "seckilld: refusing to start: %s\n", err);
         return 1;

@@ -23,7 +23,7 @@ static int
 health(sk_host_t *host, const char **word)
 {
     int needs_redis = sk_conf_has_plugin(&host->conf, "access") || sk_conf_has_plugin(&host->conf, "logic");
-    if (needs_redis && !atomic_load(&host->redis_up)) {
+    if (needs_redis && (!atomic_load(&host->redis_up) || !atomic_load(&host->queue_up))) {
         *word = "unavailable";
         return 503;
     }
@@ -77,6 +77,10 @@ serve_status(sk_host_t *host, h2o_req_t *req)
     cJSON_AddStringToObject(redis, "addr", host->conf.redis_addr);
     cJSON_AddStringToObject(redis, "state", atomic_load(&host->redis_up) ? "up" : "down");
     cJSON_AddBoolToObject(redis, "cluster", host->conf.redis_cluster);
+    if (host->conf.redis_queue_addr[0] != '\0') {
+        cJSON_AddStringToObject(redis, "queue_addr", host->conf.redis_queue_addr);
+        cJSON_AddStringToObject(redis, "queue_state", atomic_load(&host->queue_up) ? "up" : "down");
+    }
     if (host->conf.redis_cluster) {
         pthread_mutex_lock(&host->redis_mu);
         cJSON *masters = cJSON_Parse(host->redis_map_json[0] != '\0' ? host->redis_map_json : "[]");

@@ -111,6 +111,11 @@ typedef struct st_sk_config_t {
     int http2;                     /* extra key http.http2 (0/1), off by default */
     char admin_console_dir[512];   /* extra key admin.console_dir: the console's files; default <dir of seckilld>/console */
     char admin_chart_js[512];      /* extra key admin.chart_js: Debian's libjs-chart.js UMD build, served as /chart.js */
+    /* extra key redis.queue_addr: empty, or one plain Redis (IP:port, no cluster) that holds the request queues and
+     * their nonces, so that queueing costs no durable write (README "A separate queue Redis") */
+    char redis_queue_addr[64];
+    char redis_queue_host[48];
+    uint16_t redis_queue_port;
 } sk_config_t;
 
 /* ---- the etcd snapshot (immutable; a thread's pointer stays valid until that thread returns to its loop) ---- */
@@ -226,7 +231,7 @@ typedef const sk_plugin_desc_t *(*sk_plugin_entry_fn)(void);
 
 /* ---- the host API table ---- */
 
-#define SK_HOST_API_VERSION 3
+#define SK_HOST_API_VERSION 4
 
 struct st_sk_host_api_t {
     uint32_t version; /* SK_HOST_API_VERSION */
@@ -322,6 +327,12 @@ struct st_sk_host_api_t {
      * connection, 0 if it is still open, -1 if the host cannot tell (the request then waits for its deadline). One
      * getpeername and one poll; meant for requests that have waited a while, not for every request. */
     int (*req_peer_closed)(h2o_req_t *req);
+
+    /* ---- version 4 ---- */
+    /** On the owning thread: a connection to the queue Redis, redis.queue_addr (a plain Redis, also when redis.cluster
+     * is on), with redis.password and the rules of redis_new. NULL when redis.queue_addr is empty: the queues then
+     * live on redis_new's connection. */
+    sk_redis_t *(*redis_new_queue)(sk_plugin_t *self, sk_thread_t *thr);
 };
 
 #ifdef __cplusplus

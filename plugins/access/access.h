@@ -88,6 +88,7 @@ typedef struct st_sk_access_thread_t {
     unsigned index;
     sk_hmac_t *hmac;
     sk_redis_t *cmd, *sub;
+    sk_redis_t *queue;    /* the queue script's connection: redis.queue_addr's, or cmd when that is empty */
     uint64_t sub_down_ms; /* loop ms since which the reply subscriber has been seen down, 0 while it is up */
     char channel[192];    /* sk:reply:<node_id>:<index> */
     char id_prefix[192];  /* <node_id>:<index>: */

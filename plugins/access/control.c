@@ -307,7 +307,7 @@ poll_bucket(sk_access_control_t *c, sk_access_live_t *live, size_t i, const char
     }
     sk_key_bucket(queue, sizeof(queue), SK_KEY_QUEUE, tag);
     c->poll_outstanding++;
-    if (api->redis_cmd(c->redis, on_xlen, c, "XLEN %s", queue) != 0)
+    if (api->redis_cmd(c->queue != NULL ? c->queue : c->redis, on_xlen, c, "XLEN %s", queue) != 0)
         c->poll_outstanding--;
 }
 
@@ -404,6 +404,10 @@ sk_access_control_new(sk_access_t *a, sk_thread_t *thr)
         return NULL;
     }
     api->redis_on_connect(c->redis, on_redis_connect, c);
+    if (a->conf->redis_queue_addr[0] != '\0' && (c->queue = api->redis_new_queue(a->self, thr)) == NULL) {
+        sk_access_control_free(c);
+        return NULL;
+    }
     api->timer_start(c->poll_timer, SK_ACCESS_POLL_MS);
     if (sk_access_bl_start(c) != 0) {
         sk_access_control_free(c);
@@ -423,6 +427,8 @@ sk_access_control_free(sk_access_control_t *c)
     if (c->poll_timer != NULL)
         api->timer_free(c->poll_timer);
     /* fails the pending poll callbacks; with closing set they only count down and drop the poll in progress */
+    if (c->queue != NULL)
+        api->redis_free(c->queue);
     if (c->redis != NULL)
         api->redis_free(c->redis);
     sk_access_live_release(c->last);

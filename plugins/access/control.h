@@ -15,6 +15,7 @@ struct st_sk_access_control_t {
     sk_access_t *a;
     sk_thread_t *thr;
     sk_redis_t *redis, *sub;
+    sk_redis_t *queue; /* redis.queue_addr's connection for XLEN, or NULL (the queues are on redis) */
     int closing;
 
     /* live poll */

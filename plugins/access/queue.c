@@ -275,7 +275,7 @@ send_batch(qbatch_t *b, int as_eval)
             p->activity_id, p->product_id, p->user_id, p->ip, p->now, p->deadline_redis_ms);
     }
 #undef PUT
-    rc = a->api->redis_cmdargv(t->cmd, on_script, b, 0, (int)k, argv, lens);
+    rc = a->api->redis_cmdargv(t->queue, on_script, b, 0, (int)k, argv, lens);
 Exit:
     free(argv);
     free(lens);
@@ -456,7 +456,7 @@ sk_access_queue_submit(sk_access_thread_t *t, h2o_req_t *req, const sk_access_si
         api->reply(req, SK_E_UNAVAILABLE, "service unavailable: too many requests in flight", NULL);
         return;
     }
-    if (!api->redis_connected(t->cmd) || !sub_usable(t)) {
+    if (!api->redis_connected(t->cmd) || !api->redis_connected(t->queue) || !sub_usable(t)) {
         atomic_fetch_sub(&a->inflight, 1);
         api->reply(req, SK_E_UNAVAILABLE, "service unavailable: Redis unreachable", NULL);
         return;
@@ -700,7 +700,8 @@ on_cmd_connect(sk_redis_t *r, void *data)
 {
     sk_access_thread_t *t = data;
     /* loading ahead saves the NOSCRIPT round trip after a Redis restart */
-    t->a->api->redis_cmd(r, on_script_loaded, NULL, "SCRIPT LOAD %s", sk_script_access_queue);
+    if (t->queue == r)
+        t->a->api->redis_cmd(r, on_script_loaded, NULL, "SCRIPT LOAD %s", sk_script_access_queue);
     t->a->api->redis_cmd(r, on_script_loaded, NULL, "SCRIPT LOAD %s", sk_script_access_result);
     for (sk_access_pending_t *p = t->dl_head; p != NULL; p = p->dl_next)
         if (p->uncertain && !p->in_redis && !p->answered)
@@ -710,6 +711,13 @@ on_cmd_connect(sk_redis_t *r, void *data)
         send_settle(t, t->unsettled[i].tag, t->unsettled[i].deadline_redis_ms, t->unsettled[i].seq, "1013 - 0", on_script_loaded,
                     NULL);
     t->nunsettled = 0;
+}
+
+static void
+on_queue_connect(sk_redis_t *r, void *data)
+{
+    sk_access_thread_t *t = data;
+    t->a->api->redis_cmd(r, on_script_loaded, NULL, "SCRIPT LOAD %s", sk_script_access_queue);
 }
 
 int
@@ -732,6 +740,13 @@ sk_access_queue_init(sk_access_thread_t *t)
         (t->sub = api->redis_new(a->self, t->thr)) == NULL)
         return -1;
     api->redis_on_connect(t->cmd, on_cmd_connect, t);
+    if ((t->queue = api->redis_new_queue(a->self, t->thr)) == NULL) {
+        if (a->conf->redis_queue_addr[0] != '\0')
+            return -1;
+        t->queue = t->cmd;
+    } else {
+        api->redis_on_connect(t->queue, on_queue_connect, t);
+    }
     if (api->redis_subscribe(t->sub, t->channel, on_reply_msg, t) != 0)
         return -1;
     return 0;
@@ -754,6 +769,8 @@ sk_access_queue_dispose(sk_access_thread_t *t)
             finish(t->buckets[i]);
     if (t->sub != NULL)
         api->redis_free(t->sub);
+    if (t->queue != NULL && t->queue != t->cmd)
+        api->redis_free(t->queue); /* fails outstanding queue scripts, which free their pending objects */
     if (t->cmd != NULL)
         api->redis_free(t->cmd); /* fails outstanding scripts, which free their pending objects */
     if (t->timer != NULL)
@@ -763,7 +780,7 @@ sk_access_queue_dispose(sk_access_thread_t *t)
     if (t->probe_timer != NULL)
         api->timer_free(t->probe_timer);
     free(t->buckets);
-    t->sub = t->cmd = NULL;
+    t->sub = t->cmd = t->queue = NULL;
     t->timer = t->submit_timer = t->probe_timer = NULL;
     t->buckets = NULL;
 }

@@ -69,9 +69,15 @@ ignore_reply(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 /* A command sent while a blocking read is in flight runs only when that read returns (up to SK_LOGIC_BLOCK_MS): its
  * deadline must cover that wait, or an idle queue would look like a Redis failure. */
 static unsigned
-cmd_timeout(const lane_t *w)
+cmd_timeout(const lane_t *w, const sk_redis_t *conn)
 {
-    return w->reading ? w->L->conf->redis_timeout_ms + SK_LOGIC_BLOCK_MS + 200 : 0;
+    return w->reading && conn == w->q ? w->L->conf->redis_timeout_ms + SK_LOGIC_BLOCK_MS + 200 : 0;
+}
+
+static int
+connected(const lane_t *w)
+{
+    return w->api->redis_connected(w->redis) && (w->q == w->redis || w->api->redis_connected(w->q));
 }
 
 /* ---- connection set-up ---- */
@@ -121,7 +127,7 @@ static void
 setup(lane_t *w)
 {
     set_ready(w, 0);
-    if (w->disposing || w->setup_pending || !w->api->redis_connected(w->redis))
+    if (w->disposing || w->setup_pending || !connected(w))
         return;
     /* the script first: commands on one connection run in order, so any EVALSHA sent later finds it */
     if (send_script_load(w) != 0)
@@ -131,7 +137,7 @@ setup(lane_t *w)
     size_t argvlen[6];
     for (int i = 0; i < 6; ++i)
         argvlen[i] = strlen(argv[i]);
-    if (w->api->redis_cmdargv(w->redis, on_group, w, 0, 6, argv, argvlen) == 0)
+    if (w->api->redis_cmdargv(w->q, on_group, w, 0, 6, argv, argvlen) == 0)
         w->setup_pending = 1;
 }
 
@@ -151,7 +157,7 @@ on_timer(sk_timer_t *t, void *data)
     lane_t *w = data;
     if (w->disposing)
         return;
-    if (!w->ready && !w->setup_pending && w->api->redis_connected(w->redis))
+    if (!w->ready && !w->setup_pending && connected(w))
         setup(w);
     else
         pump(w);
@@ -247,7 +253,7 @@ send_call(lane_t *w, call_t *c)
         return -1;
     }
     c->b->outstanding++;
-    if (w->api->redis_cmdargv(w->redis, on_call, c, cmd_timeout(w), w->call.argc, w->call.argv, w->call.argvlen) != 0) {
+    if (w->api->redis_cmdargv(w->redis, on_call, c, cmd_timeout(w, w->redis), w->call.argc, w->call.argv, w->call.argvlen) != 0) {
         c->b->outstanding--;
         call_set_state(c, SLOT_LEAVE, 0);
         return -1;
@@ -362,7 +368,7 @@ publish_results(lane_t *w, sk_logic_batch_t *b)
             const char *pargv[] = {"PUBLISH", channel, msg};
             size_t pargvlen[] = {7, strlen(channel), len};
             /* publish before the ack: a crash in between only makes another node answer again, from the stored result */
-            w->api->redis_cmdargv(w->redis, ignore_reply, w, cmd_timeout(w), 3, pargv, pargvlen);
+            w->api->redis_cmdargv(w->redis, ignore_reply, w, cmd_timeout(w, w->redis), 3, pargv, pargvlen);
         }
     }
     free(msg);
@@ -394,7 +400,7 @@ sk_logic_finish_batch(sk_logic_batch_t *b)
         argc++;
     }
     if (argc > 3)
-        w->api->redis_cmdargv(w->redis, ignore_reply, w, cmd_timeout(w), argc, argv, argvlen);
+        w->api->redis_cmdargv(w->q, ignore_reply, w, cmd_timeout(w, w->q), argc, argv, argvlen);
     b->used = 0;
     b->n = 0;
     b->reload_sent = 0;
@@ -584,7 +590,7 @@ send_read(lane_t *w)
         argvlen[i] = strlen(argv[i]);
     /* the host's deadline must exceed the block time, or every idle read would count as a Redis failure */
     unsigned timeout = w->L->conf->redis_timeout_ms + SK_LOGIC_BLOCK_MS + 200;
-    return w->api->redis_cmdargv(w->redis, on_read, w, timeout, 11, argv, argvlen);
+    return w->api->redis_cmdargv(w->q, on_read, w, timeout, 11, argv, argvlen);
 }
 
 static void
@@ -592,8 +598,8 @@ pump(lane_t *w)
 {
     if (w->disposing || w->reading)
         return;
-    if (!w->ready || !w->api->redis_connected(w->redis)) {
-        if (!w->api->redis_connected(w->redis))
+    if (!w->ready || !connected(w)) {
+        if (!connected(w))
             set_ready(w, 0);
         if (w->nbatches == 0)
             w->api->timer_start(w->timer, 100);
@@ -620,7 +626,7 @@ pump(lane_t *w)
         size_t argvlen[8];
         for (int i = 0; i < 8; ++i)
             argvlen[i] = strlen(argv[i]);
-        rc = w->api->redis_cmdargv(w->redis, on_claim, w, 0, 8, argv, argvlen);
+        rc = w->api->redis_cmdargv(w->q, on_claim, w, 0, 8, argv, argvlen);
     } else {
         rc = send_read(w);
     }
@@ -661,15 +667,20 @@ sk_logic_lane_new(sk_logic_t *L, sk_thread_t *thr, sk_logic_worker_t *worker, in
     strcpy(w->claim_cursor, "0-0");
     w->timer = L->api->timer_new(thr, on_timer, w);
     w->redis = L->api->redis_new(L->self, thr);
-    if (w->timer == NULL || w->redis == NULL) {
+    w->q = L->conf->redis_queue_addr[0] != '\0' ? L->api->redis_new_queue(L->self, thr) : w->redis;
+    if (w->timer == NULL || w->redis == NULL || w->q == NULL) {
         if (w->timer != NULL)
             L->api->timer_free(w->timer);
+        if (w->q != NULL && w->q != w->redis)
+            L->api->redis_free(w->q);
         if (w->redis != NULL)
             L->api->redis_free(w->redis);
         free(w);
         return NULL;
     }
     L->api->redis_on_connect(w->redis, on_connect, w);
+    if (w->q != w->redis)
+        L->api->redis_on_connect(w->q, on_connect, w);
     /* also covers a connection that came up before the hook was in place */
     L->api->timer_start(w->timer, 50);
     return w;
@@ -696,6 +707,8 @@ sk_logic_lane_free(lane_t *w)
     w->disposing = 1;
     w->api->timer_stop(w->timer);
     w->api->timer_free(w->timer);
+    if (w->q != w->redis)
+        w->api->redis_free(w->q);
     w->api->redis_free(w->redis); /* fails what is pending; the callbacks see `disposing` */
     set_ready(w, 0);
     w->reading = 0;

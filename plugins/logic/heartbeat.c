@@ -18,6 +18,7 @@ struct st_sk_logic_hb_t {
     const sk_host_api_t *api;
     sk_thread_t *thr;
     sk_redis_t *redis;
+    sk_redis_t *q; /* the streams' Redis for the trims: redis.queue_addr's connection, or redis */
     sk_timer_t *timer;
     sk_logic_reap_t *reap;
     sk_logic_rebal_t *rebal;
@@ -43,7 +44,8 @@ on_heartbeat(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     atomic_store(&hb->L->stats.heartbeat_redis_ms, reply->integer);
 }
 
-static int eval(sk_logic_hb_t *hb, const char *script, sk_redis_cb cb, const char *key, const char *a1, const char *a2);
+static int eval(sk_logic_hb_t *hb, sk_redis_t *conn, const char *script, sk_redis_cb cb, const char *key, const char *a1,
+                const char *a2);
 
 static void
 trim_done_one(sk_logic_hb_t *hb)
@@ -101,7 +103,7 @@ send_trims(sk_logic_hb_t *hb)
                 continue;
             hb->trim_outstanding++;
             sent++;
-            if (eval(hb, sk_script_logic_trim, on_trim, stream, SK_LOGIC_GROUP, NULL) != 0) {
+            if (eval(hb, hb->q, sk_script_logic_trim, on_trim, stream, SK_LOGIC_GROUP, NULL) != 0) {
                 hb->trim_failed = 1;
                 hb->trim_outstanding--;
             }
@@ -121,14 +123,14 @@ on_leave(sk_redis_t *r, redisReply *reply, const char *err, void *data)
 }
 
 static int
-eval(sk_logic_hb_t *hb, const char *script, sk_redis_cb cb, const char *key, const char *a1, const char *a2)
+eval(sk_logic_hb_t *hb, sk_redis_t *conn, const char *script, sk_redis_cb cb, const char *key, const char *a1, const char *a2)
 {
     const char *argv[] = {"EVAL", script, "1", key, a1, a2};
     size_t argvlen[6];
     int argc = a2 != NULL ? 6 : 5;
     for (int i = 0; i < argc; ++i)
         argvlen[i] = strlen(argv[i]);
-    return hb->api->redis_cmdargv(hb->redis, cb, hb, 0, argc, argv, argvlen);
+    return hb->api->redis_cmdargv(conn, cb, hb, 0, argc, argv, argvlen);
 }
 
 static void
@@ -141,7 +143,7 @@ on_tick(sk_timer_t *t, void *data)
         if (!hb->hb_inflight && atomic_load(&L->ready_workers) > 0 && hb->api->snapshot(hb->thr)->revision > 0) {
             char stale[24];
             snprintf(stale, sizeof(stale), "%d", SK_LOGIC_STALE_MS);
-            if (eval(hb, sk_script_logic_heartbeat, on_heartbeat, SK_LOGIC_ALIVE, L->conf->node_id, stale) == 0)
+            if (eval(hb, hb->redis, sk_script_logic_heartbeat, on_heartbeat, SK_LOGIC_ALIVE, L->conf->node_id, stale) == 0)
                 hb->hb_inflight = 1;
         }
         /* once a second is plenty: access bounds the stream length, this only returns the memory */
@@ -164,11 +166,14 @@ sk_logic_hb_new(sk_logic_t *L, sk_thread_t *thr)
     hb->api = L->api;
     hb->thr = thr;
     hb->redis = L->api->redis_new(L->self, thr);
+    hb->q = L->conf->redis_queue_addr[0] != '\0' ? L->api->redis_new_queue(L->self, thr) : hb->redis;
     hb->timer = L->api->timer_new(thr, on_tick, hb);
     hb->reap = hb->redis != NULL ? sk_logic_reap_new(L, thr, hb->redis) : NULL;
     hb->rebal = hb->redis != NULL ? sk_logic_rebal_new(L, thr, hb->redis) : NULL;
-    if (hb->redis == NULL || hb->timer == NULL || hb->reap == NULL || hb->rebal == NULL) {
+    if (hb->redis == NULL || hb->q == NULL || hb->timer == NULL || hb->reap == NULL || hb->rebal == NULL) {
         sk_logic_rebal_close(hb->rebal);
+        if (hb->q != NULL && hb->q != hb->redis)
+            L->api->redis_free(hb->q);
         if (hb->redis != NULL)
             L->api->redis_free(hb->redis);
         if (hb->timer != NULL)
@@ -204,6 +209,8 @@ sk_logic_hb_free(sk_logic_hb_t *hb)
     hb->api->timer_stop(hb->timer);
     hb->api->timer_free(hb->timer);
     sk_logic_rebal_close(hb->rebal);
+    if (hb->q != hb->redis)
+        hb->api->redis_free(hb->q);
     hb->api->redis_free(hb->redis);
     sk_logic_reap_free(hb->reap); /* after the connection: its callbacks use the reaper */
     sk_logic_rebal_free(hb->rebal);

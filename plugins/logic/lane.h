@@ -59,7 +59,8 @@ struct st_sk_logic_lane_t {
     char route[96];             /* a key of the bucket: routes WAIT to the master its scripts ran on */
     const sk_host_api_t *api;
     sk_thread_t *thr;
-    sk_redis_t *redis;
+    sk_redis_t *redis; /* scripts, PUBLISH, WAIT: the durable Redis */
+    sk_redis_t *q;     /* the stream (group, reads, claims, acks): redis.queue_addr's connection, or redis */
     sk_timer_t *timer;
     char consumer[224];
     int ready;         /* the group and the script are set up on the current connection */

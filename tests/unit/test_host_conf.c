@@ -59,6 +59,22 @@ test_file_and_overrides(void)
 }
 
 static void
+test_queue_addr(void)
+{
+    sk_config_t c;
+    char err[512] = "";
+    sk_conf_defaults(&c);
+    ASSERT_STREQ(c.redis_queue_addr, "");
+    char *ov[] = {"redis.queue_addr=127.0.0.1:6380"};
+    ASSERT_EQ(sk_conf_load(&c, NULL, ov, 1, err, sizeof(err)), 0);
+    ASSERT_STREQ(c.redis_queue_host, "127.0.0.1");
+    ASSERT_EQ(c.redis_queue_port, 6380);
+    char *off[] = {"redis.queue_addr="};
+    ASSERT_EQ(sk_conf_load(&c, NULL, off, 1, err, sizeof(err)), 0);
+    ASSERT_STREQ(c.redis_queue_host, "");
+}
+
+static void
 expect_error(const char *text, char **ov, size_t nov, const char *needle)
 {
     sk_config_t c;
@@ -86,6 +102,9 @@ test_errors_name_the_key(void)
     expect_error("etcd.prefix = seckill\n", NULL, 0, "etcd.prefix");
     expect_error("log.level = loud\n", NULL, 0, "log.level");
     expect_error("http.http2 = maybe\n", NULL, 0, "http.http2");
+    /* the queue Redis is one plain server: no list, no name */
+    expect_error("redis.queue_addr = 127.0.0.1:1,127.0.0.1:2\n", NULL, 0, "redis.queue_addr");
+    expect_error("redis.queue_addr = localhost:6380\n", NULL, 0, "redis.queue_addr");
     expect_error("no equals sign\n", NULL, 0, ":1:");
     char *ov[] = {"nope=1"};
     expect_error("", ov, 1, "nope");
@@ -138,5 +157,6 @@ main(void)
     RUN(test_file_and_overrides);
     RUN(test_errors_name_the_key);
     RUN(test_exposure);
+    RUN(test_queue_addr);
     DONE();
 }
