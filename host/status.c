@@ -125,6 +125,8 @@ serve_metrics(sk_host_t *host, h2o_req_t *req)
     health(host, &word);
     fprintf(out, "# TYPE seckill_up gauge\nseckill_up %d\n", strcmp(word, "unavailable") != 0);
     fprintf(out, "# TYPE seckill_redis_up gauge\nseckill_redis_up %d\n", atomic_load(&host->redis_up) ? 1 : 0);
+    if (host->conf.redis_queue_addr[0] != '\0')
+        fprintf(out, "# TYPE seckill_queue_redis_up gauge\nseckill_queue_redis_up %d\n", atomic_load(&host->queue_up) ? 1 : 0);
     fprintf(out, "# TYPE seckill_etcd_up gauge\nseckill_etcd_up %d\n", host->etcd != NULL && sk_etcd_is_up(host->etcd) ? 1 : 0);
     fprintf(out, "# TYPE seckill_uptime_seconds gauge\nseckill_uptime_seconds %.3f\n",
             (double)(unix_ms() - host->started_at) / 1000.0);
