@@ -13,6 +13,7 @@
 #include <time.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include "host.h"
 #include "lua_vm.h"
@@ -259,11 +260,19 @@ sk_fn_random_hex(lua_State *L)
 {
     lua_Integer n = luaL_checkinteger(L, 1);
     luaL_argcheck(L, n >= 1 && n <= 64, 1, "expected 1 to 64 bytes");
-    uint8_t buf[64];
+    sk_lua_vm_t *vm = sk_lua_vm_of(L);
     char hex[129];
-    if (RAND_bytes(buf, (int)n) != 1)
-        return luaL_error(L, "random_hex: no randomness available");
+    if (vm->rand_left < (size_t)n) {
+        if (RAND_bytes(vm->rand_buf, (int)sizeof(vm->rand_buf)) != 1) {
+            vm->rand_left = 0;
+            return luaL_error(L, "random_hex: no randomness available");
+        }
+        vm->rand_left = sizeof(vm->rand_buf);
+    }
+    uint8_t *buf = vm->rand_buf + sizeof(vm->rand_buf) - vm->rand_left;
     sk_hex_encode(buf, (size_t)n, hex);
+    OPENSSL_cleanse(buf, (size_t)n);
+    vm->rand_left -= (size_t)n;
     lua_pushlstring(L, hex, (size_t)n * 2);
     return 1;
 }
@@ -424,6 +433,7 @@ sk_lua_vm_free(sk_lua_vm_t *vm)
     if (vm->L != NULL)
         lua_close(vm->L);
     sk_hmac_free(vm->hmac);
+    OPENSSL_cleanse(vm->rand_buf, sizeof(vm->rand_buf));
     free(vm);
 }
 

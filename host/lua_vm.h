@@ -37,6 +37,10 @@ typedef struct st_sk_lua_vm_t {
     int exhausted;      /* SK_LUA_BUDGET_*: sticky until the budgeted call returns */
     sk_hmac_t *hmac;
     uint64_t rng[4]; /* xoshiro256** for seckill.random() */
+    /* seckill.random_hex() draws from RAND_bytes 1 KB at a time: one call per token cost the logic layer about a
+     * tenth of its CPU (OpenSSL 3 takes its DRBG lock per call). Used bytes are wiped. */
+    uint8_t rand_buf[1024];
+    size_t rand_left;
     int64_t log_second;
     unsigned log_lines, log_dropped;
 } sk_lua_vm_t;

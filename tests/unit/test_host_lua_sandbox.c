@@ -291,6 +291,12 @@ test_seckill_lib(void)
            "true");
     expect(vm, "#seckill.random_hex(16) .. (seckill.random_hex(16)):match('^%x+$'):len()", "3232");
     expect(vm, "seckill.random_hex(8) ~= seckill.random_hex(8)", "true");
+    /* across many refills of the state's random buffer (1 KB): every draw fresh, odd sizes straddling a refill */
+    expect(vm,
+           "(function() local seen, n = {}, 0 for i = 1, 2000 do local h = seckill.random_hex(i % 64 + 1) "
+           "if #h ~= 2 * (i % 64 + 1) or not h:match('^%x+$') then return 'bad ' .. i end "
+           "if #h >= 16 then if seen[h] then return 'repeat ' .. i end seen[h] = true n = n + 1 end end return n end)()",
+           "1777");
     expect_fail(vm, "return seckill.random_hex(0)", "expected 1 to 64 bytes");
     expect_fail(vm, "return seckill.random_hex(65)", "expected 1 to 64 bytes");
     expect(vm, "math.type(seckill.now())", "integer");
