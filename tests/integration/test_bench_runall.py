@@ -80,6 +80,27 @@ class RunAll(harness.TestCase):
         with self.assertRaises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
+    def test_queue_redis(self):
+        """--queue-redis: a second Redis without AOF holds the queue; its CPU is counted in the Redis figure, the
+        ceiling is one durable write per request, the sale's checks pass, and the queue Redis is stopped at exit."""
+        env = dict(os.environ, SK_BUILD_DIR=BUILD_DIR, SK_BENCH_USERS="100000")
+        r = subprocess.run(["bash", RUN_ALL, "--duration", "1", "--only", "full", "--conns", "64", "--queue-redis"],
+                           capture_output=True, text=True, timeout=200, env=env)
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        summary = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertTrue(summary["queue_redis"])
+        rows = {(row["path"], row["connections"]): row for row in summary["results"]}
+        full, frow, rrow = rows["full", 64]["extra"], rows["full", 64], rows["redis", 64]
+        self.assertTrue(full["checks_pass"], r.stderr[-3000:])
+        self.assertGreater(full["queue_redis_us"], 0)
+        self.assertGreater(full["redis_us"], full["queue_redis_us"])  # the durable Redis' share is in it too
+        self.assertAlmostEqual(full["of_redis_ceiling"], frow["seckilld_rps"] / rrow["seckilld_rps"], places=3)
+        self.assertIn("of which queue Redis", r.stdout)
+        line = [ln for ln in r.stderr.splitlines() if ln.startswith("run-all: queue redis ")]
+        self.assertEqual(len(line), 1, r.stderr[-2000:])
+        qpid = int(re.search(r"pid (\d+)", line[0]).group(1))
+        harness.wait_until(lambda: not alive(qpid), timeout=10, msg="the queue Redis gone")
+
 
 if __name__ == "__main__":
     harness.main()
