@@ -304,6 +304,10 @@ script_result(sk_access_pending_t *p, const redisReply *el, const char *err)
             /* the connection dropped with the script sent: it may have run. Wait (up to the deadline) for the
              * connection to return and settle the request there, rather than answer 1013 for a queued request. */
             p->uncertain = 1;
+            /* With a separate queue Redis the results live on the durable one, which may still answer: settle there
+             * now (a decision already stored stands) instead of holding the client until its deadline. */
+            if (p->t->queue != p->t->cmd && a->api->redis_connected(p->t->cmd))
+                (void)settle(p, "1013 - 0");
         }
     } else if (el == NULL || el->type == REDIS_REPLY_ERROR) {
         if (el != NULL)
