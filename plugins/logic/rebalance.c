@@ -289,6 +289,9 @@ redrive(round_t *r, unsigned from, const char *id, size_t idlen, const char *v, 
     mv->id[idlen] = '\0';
     mv->units = units;
     atomic_fetch_add(&r->rb->L->stats.moves_redriven, 1);
+    /* rare (its mover stopped between the steps), and the trace of a crash that cost nothing */
+    r->rb->api->log(r->rb->L->self, SK_LOG_INFO, "re-driving move %s: %lld units from bucket %u to bucket %u", mv->id, units, from,
+                    dst);
     move_in(mv);
 }
 

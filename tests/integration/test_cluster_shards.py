@@ -172,8 +172,12 @@ class ClusterShardsTest(ClusterSale):
         _, uid, tok = per_bucket[b2][0]
         before = self.bucket_state(aid, total)[b2]
         self.admin_ok("POST", "/token/cancel", {"token": tok, "user_id": uid, "product_id": pid})
-        after = self.bucket_state(aid, total)[b2]
-        self.assertEqual((after[0], after[1]), (before[0], before[1] - 1), "the unit went back to bucket %d" % b2)
+        # the unit is back in b2 (its sold - 1); the rebalancer may then move it on to a bucket whose buyers met 1011
+        # just before, so b2's total may change, but no unit is created or lost once no move is in flight
+        wait_until(lambda: all(o == 0 for _, _, o in self.bucket_state(aid, total)), timeout=10, msg="moves done")
+        st = self.bucket_state(aid, total)
+        self.assertEqual(st[b2][1], before[1] - 1, "the unit went back to bucket %d: %s -> %s" % (b2, before, st))
+        self.assertEqual((sum(t for t, _, _ in st), sum(s for _, s, _ in st)), (total, total - 1), st)
         listed = [a for a in self.admin_ok("GET", "/activity/list") if a["activity_id"] == aid][0]
         self.assertEqual((listed["sold"], listed["left"], listed["cancelled"]), (total - 1, 1, 1), listed)
         states = {w["token"]: w["state"] for w in self.winners(aid)}
@@ -259,11 +263,11 @@ class ClusterShardsTest(ClusterSale):
         codes = lp.codes()
         self.assertNotIn("1008", codes)
         st = self.check_sale(pid, aid, total, limit, lp)
-        redriven = self.logic_counter("moves_redriven", [self.logic[0]] + victims)
+        # every node's re-drives, the killed ones' too (their counters died with them; their log files did not)
+        redriven = sum(n.log_text().count("re-driving move ") for n in [self.logic[0]] + victims)
         self.report("kill -9 x%d during moves: codes %s, buckets %s, moves redriven %d, units moved %d" % (
             len(kills), codes, st, redriven, self.logic_counter("units_moved", [self.logic[0]] + victims)))
-        # a kill between the steps leaves an outbox entry that a live node finishes (nodes killed later took their
-        # own counts with them, so this counts only the nodes alive now)
+        # a kill between the steps leaves an outbox entry that another node finishes
         self.assertGreater(redriven, 0, "no move was left half done by a kill")
 
 
