@@ -174,10 +174,21 @@ class ClusterShardsTest(ClusterSale):
         self.admin_ok("POST", "/token/cancel", {"token": tok, "user_id": uid, "product_id": pid})
         # the unit is back in b2 (its sold - 1); the rebalancer may then move it on to a bucket whose buyers met 1011
         # just before, so b2's total may change, but no unit is created or lost once no move is in flight
-        wait_until(lambda: all(o == 0 for _, _, o in self.bucket_state(aid, total)), timeout=10, msg="moves done")
-        st = self.bucket_state(aid, total)
-        self.assertEqual(st[b2][1], before[1] - 1, "the unit went back to bucket %d: %s -> %s" % (b2, before, st))
-        self.assertEqual((sum(t for t, _, _ in st), sum(s for _, s, _ in st)), (total, total - 1), st)
+        # just before, so b2's total may change, but no unit is created or lost. The buckets are read one after the
+        # other, so a read can straddle a move's steps: wait for a read with no move in flight whose sums add up.
+        seen = []
+
+        def settled():
+            st = self.bucket_state(aid, total)
+            seen.append(st)
+            return all(o == 0 for _, _, o in st) and (sum(t for t, _, _ in st), sum(s for _, s, _ in st)) == (total,
+                                                                                                           total - 1)
+
+        try:
+            wait_until(settled, timeout=15, msg="totals over the buckets == %d, sold == %d" % (total, total - 1))
+        except AssertionError as e:
+            raise AssertionError("%s; last reads %s" % (e, seen[-3:])) from None
+        self.assertEqual(seen[-1][b2][1], before[1] - 1, "the unit went back to bucket %d: %s" % (b2, seen[-1]))
         listed = [a for a in self.admin_ok("GET", "/activity/list") if a["activity_id"] == aid][0]
         self.assertEqual((listed["sold"], listed["left"], listed["cancelled"]), (total - 1, 1, 1), listed)
         states = {w["token"]: w["state"] for w in self.winners(aid)}
