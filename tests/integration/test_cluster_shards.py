@@ -201,15 +201,21 @@ class ClusterShardsTest(ClusterSale):
         self.assertEqual({w["token"]: w["state"] for w in self.winners(aid)}[tok1], "consumed")
         # the returned unit sells again, to a fresh user of any bucket (moved there if need be)
         fresh = [u for u in range(6200000, 6200400)]
-        sold_again, deadline, i = False, time.time() + 20, 0
+        sold_again, deadline, i, tried = False, time.time() + 20, 0, {}
         while not sold_again and time.time() < deadline:
             st, _, body = http("GET", self.access[0].access + "/sec/kill",
                                params=harness.signed_params(DEV_SECRET, "kill", fresh[i % len(fresh)], pid), timeout=5)
             sold_again = body.get("code") == 0
+            tried[body.get("code")] = tried.get(body.get("code"), 0) + 1
             i += 1
             if not sold_again:
                 time.sleep(0.05)
-        self.assertTrue(sold_again, "the cancelled unit was not sold again")
+        self.assertTrue(sold_again, "the cancelled unit was not sold again: answers %s, buckets %s, dry flags %s, "
+                        "/sec/info %s" % (tried, self.bucket_state(aid, total),
+                                          [self.rget(self.bkey(aid, "dry", b), "GET", self.bkey(aid, "dry", b))
+                                           for b in range(K)],
+                                          http("GET", self.access[0].access + "/sec/info",
+                                               params={"product_id": pid})[2].get("data")))
         wait_until(lambda: sum(s for _, s, _ in self.bucket_state(aid, total)) == total, timeout=10, msg="sold out again")
         self.assertEqual(sum(t for t, _, _ in self.bucket_state(aid, total)), total)
 
