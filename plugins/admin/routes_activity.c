@@ -89,15 +89,11 @@ on_restored(sk_redis_t *r, redisReply *reply, const char *err, void *data)
         ts->totals_dirty = 1;
 }
 
+/* Puts back what SQLite still holds: a SET for one bucket, a DEL with shards (sk_admin_write_total). */
 static void
 restore_total(sk_admin_ts_t *ts, const sk_activity_t *old)
 {
-    char key[64];
-    if (sk_activity_shards(old) > 1)
-        return; /* nothing was written for it (sk_admin_write_total) */
-    if (ts->redis == NULL ||
-        ts->inst->api->redis_cmd(ts->redis, on_restored, ts, "SET %s %lld",
-                                 sk_admin_key(key, sizeof(key), SK_KEY_TOTAL, old->activity_id), (long long)old->total) != 0)
+    if (ts->redis == NULL || sk_admin_write_total(ts, old, on_restored, ts) != 0)
         ts->totals_dirty = 1;
 }
 
@@ -212,6 +208,24 @@ on_update_total(sk_redis_t *r, redisReply *reply, const char *err, void *data)
     free(job);
 }
 
+/* A write of a total with shards on either side: it cannot be refused (no sale has begun), so it only orders the
+ * reply after Redis; a failed write is left to the resync pass. */
+static void
+on_shards_total(sk_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    act_job_t *job = data;
+    sk_admin_ts_t *ts = job->ts;
+    (void)r;
+    ts->ops_inflight--;
+    h2o_req_t *req = sk_admin_reqref_take(ts->inst, &job->ref);
+    int ok = err == NULL && reply != NULL && reply->type != REDIS_REPLY_ERROR;
+    if (!ok)
+        ts->totals_dirty = 1;
+    if (!ts->disposing)
+        update_commit(ts, req, &job->a, &job->old, ok);
+    free(job);
+}
+
 static void
 update(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
 {
@@ -271,9 +285,19 @@ update(sk_admin_ts_t *ts, h2o_req_t *req, const sk_form_t *f)
                             (long long)old.start_time);
             return;
         }
-        if (ts->redis == NULL || sk_admin_write_total(ts, &a, on_restored, ts) != 0)
+        /* the reply waits for Redis: a client that reads the total back right after must see the new one */
+        act_job_t *job = calloc(1, sizeof(*job));
+        if (job == NULL || ts->redis == NULL || sk_admin_write_total(ts, &a, on_shards_total, job) != 0) {
+            free(job);
             ts->totals_dirty = 1;
-        update_commit(ts, req, &a, &old, 0);
+            update_commit(ts, req, &a, &old, 0);
+            return;
+        }
+        job->ts = ts;
+        job->a = a;
+        job->old = old;
+        ts->ops_inflight++;
+        sk_admin_reqref_set(inst, &job->ref, req);
         return;
     }
     act_job_t *job = calloc(1, sizeof(*job));
