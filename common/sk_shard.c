@@ -100,31 +100,35 @@ sk_shard_low_water(int64_t total, unsigned k)
 }
 
 size_t
-sk_shard_plan(const int64_t *left, const unsigned char *wanted, unsigned k, int64_t total, sk_shard_move_t *out)
+sk_shard_plan(const int64_t *left, const unsigned char *flags, unsigned k, int64_t total, sk_shard_move_t *out)
 {
     int64_t l[SK_SHARD_MAX];
+    unsigned char received[SK_SHARD_MAX];
     size_t n = 0;
     if (k < 2 || k > SK_SHARD_MAX)
         return 0;
-    for (unsigned i = 0; i < k; ++i)
+    for (unsigned i = 0; i < k; ++i) {
         l[i] = left[i] > 0 ? left[i] : 0;
+        received[i] = (flags[i] & SK_SHARD_RECEIVED) != 0;
+    }
     int64_t low = sk_shard_low_water(total, k);
     for (unsigned to = 0; to < k; ++to) {
         if (l[to] >= low)
             continue;
         unsigned from = to;
         for (unsigned i = 0; i < k; ++i)
-            if (i != to && (from == to || l[i] > l[from]))
+            if (i != to && !received[i] && (from == to || l[i] > l[from]))
                 from = i;
         if (from == to || l[from] <= 0)
             continue;
         int64_t m = sk_shard_move_amount(l[from], k);
         /* an empty bucket with buyers takes at once; a merely low one only when the donor stays no poorer than it,
          * so that quiet buckets do not hand units back and forth */
-        if (!(l[to] == 0 && wanted[to]) && l[from] - l[to] < 2 * m)
+        if (!(l[to] == 0 && (flags[to] & SK_SHARD_WANTED)) && l[from] - l[to] < 2 * m)
             continue;
         l[from] -= m;
         l[to] += m;
+        received[to] = 1;
         out[n++] = (sk_shard_move_t){from, to, m};
     }
     return n;

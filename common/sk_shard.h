@@ -50,11 +50,16 @@ typedef struct st_sk_shard_move_t {
     int64_t units;
 } sk_shard_move_t;
 
-/** The moves one rebalancer read calls for, given each bucket's units left and whether an empty bucket is turning
- * buyers away (wanted[b], its 'w' flag). A bucket below sk_shard_low_water() receives sk_shard_move_amount() of the
- * fullest other bucket's: at once when it is empty and wanted, else only when the donor keeps at least as much as
- * the receiver then holds. At most one move per receiver; the plan's moves add up to zero over the buckets. Writes
- * the moves to out (room for k) and returns their count; 0 for k < 2. */
-size_t sk_shard_plan(const int64_t *left, const unsigned char *wanted, unsigned k, int64_t total, sk_shard_move_t *out);
+#define SK_SHARD_WANTED 1   /* empty and turning buyers away: its 'w' flag */
+#define SK_SHARD_RECEIVED 2 /* received a move a moment ago: its 'r' flag */
+
+/** The moves one rebalancer read calls for, given each bucket's units left and its flags (SK_SHARD_WANTED,
+ * SK_SHARD_RECEIVED). A bucket below sk_shard_low_water() receives sk_shard_move_amount() of the fullest other bucket
+ * that has not just received: at once when it is empty and wanted, else only when the donor keeps at least as much
+ * as the receiver then holds. A bucket that has just received (also earlier in the same plan) gives nothing, so that
+ * the last units are not passed back and forth between two empty buckets with buyers faster than either can sell
+ * them. At most one move per receiver; the plan's moves add up to zero over the buckets. Writes the moves to out
+ * (room for k) and returns their count; 0 for k < 2. */
+size_t sk_shard_plan(const int64_t *left, const unsigned char *flags, unsigned k, int64_t total, sk_shard_move_t *out);
 
 #endif

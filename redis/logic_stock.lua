@@ -3,7 +3,8 @@
 -- KEYS: 1 total, 2 sold, 3 users (uid -> 'wins token expires_at ...'),
 --       4 tokens (token -> 'uid pid aid issued_at expires_at'), 5 winners,
 --       6 the expiry index (token -> expires_at, for logic_reap.lua), 7 the bucket's flag: '1' set by the rebalancer
---       while every bucket is empty, 'w' set here while this bucket is empty and has buyers; then each entry's
+--       while every bucket is empty, 'w' set here while this bucket is empty and has buyers, 'r' set by a move in a
+--       moment ago (logic_move_in.lua); then each entry's
 --       result bucket
 -- ARGV: 1 aid, 2 pid, 3 buy_limit, 4 speed, 5 the bucket's initial stock, 6 per-second key prefix, 7 bucket index,
 --       8 bucket count, then 10 per entry:
@@ -54,10 +55,13 @@ for i = 1, n do
       if sold >= total then
         -- an empty bucket of a sharded activity is sold out only once the rebalancer found every bucket empty;
         -- until then stock is on its way here, and the client may retry
-        if nbuckets > 1 and redis.call('GET', KEYS[7]) ~= '1' then
+        local flag = nbuckets > 1 and redis.call('GET', KEYS[7])
+        if nbuckets > 1 and flag ~= '1' then
           code = 1011
-          -- tells the rebalancer that this empty bucket has buyers: stock is moved to it first
-          if not wanted then redis.call('SET', KEYS[7], 'w', 'NX', 'PX', 2000); wanted = true end
+          -- tells the rebalancer that this empty bucket has buyers: stock is moved to it first ('r', received a
+          -- moment ago, means nothing once the bucket is empty again)
+          if not wanted and flag ~= 'w' then redis.call('SET', KEYS[7], 'w', 'PX', 2000) end
+          wanted = true
         else code = 1007 end
       else
         held = redis.call('HGET', KEYS[3], uid)

@@ -37,6 +37,7 @@
 #define SK_LOGIC_TOKEN_MAX 128
 #define SK_LOGIC_REBALANCE_MS 50      /* reads of the buckets of each live sharded activity */
 #define SK_LOGIC_MOVE_REDRIVE_MS 1000 /* an outbox entry this old is driven on by any node */
+#define SK_LOGIC_RECEIVED_MS 500      /* a bucket that received a move gives nothing for this long */
 
 /* ---- entry.c: pure ---- */
 

@@ -16,7 +16,9 @@
  *
  * Which buckets receive: one that is empty while its buyers are turned away (the stock script flags it 'w') takes
  * from the fullest donor at once; one that is merely below the low-water mark takes only when the move leaves the
- * donor no poorer than itself, so that quiet buckets do not pass units back and forth. Once every bucket is empty
+ * donor no poorer than itself, so that quiet buckets do not pass units back and forth. A bucket that received a
+ * move in the last SK_LOGIC_RECEIVED_MS (step 2 flags it 'r') is no donor: two empty buckets with buyers would
+ * otherwise pass the last unit between them every round, faster than either's buyers can reach it. Once every bucket is empty
  * and no move is in flight in two reads running, each bucket's flag is set to '1' and the stock script answers 1007
  * (sold out) instead of 1011 (retry).
  *
@@ -43,7 +45,7 @@ typedef struct st_bucket_t {
     round_t *r;
     unsigned index;
     int64_t total, sold; /* total -1: not written yet (its initial share) */
-    char flag;           /* '1' sold out, 'w' empty with buyers, 0 none */
+    char flag;           /* '1' sold out, 'w' empty with buyers, 'r' just received a move, 0 none */
     char tag[SK_SHARD_TAG_MAX];
 } bucket_t;
 
@@ -165,7 +167,7 @@ static void
 move_in(move_t *mv)
 {
     sk_logic_rebal_t *rb = mv->rb;
-    char total[128], inbox[128], flag[128], units[24], init[24], until[24];
+    char total[128], inbox[128], flag[128], units[24], init[24], until[24], hold[24];
     if (rb->closing || key(total, sizeof(total), SK_KEY_TOTAL, mv->to_tag) != 0 ||
         key(inbox, sizeof(inbox), SK_KEY_MOVE_IN, mv->to_tag) != 0 || key(flag, sizeof(flag), SK_KEY_DRY, mv->to_tag) != 0) {
         move_free(mv);
@@ -174,12 +176,13 @@ move_in(move_t *mv)
     snprintf(units, sizeof(units), "%" PRId64, mv->units);
     snprintf(init, sizeof(init), "%" PRId64, mv->receiver_init);
     snprintf(until, sizeof(until), "%" PRId64, mv->inbox_until);
-    const char *argv[] = {"EVAL", sk_script_logic_move_in, "3", total, inbox, flag, mv->id, units, init, until};
-    size_t lens[10];
-    for (size_t i = 0; i < 10; ++i)
+    snprintf(hold, sizeof(hold), "%d", SK_LOGIC_RECEIVED_MS);
+    const char *argv[] = {"EVAL", sk_script_logic_move_in, "3", total, inbox, flag, mv->id, units, init, until, hold};
+    size_t lens[11];
+    for (size_t i = 0; i < 11; ++i)
         lens[i] = strlen(argv[i]);
     lens[1] = sk_script_logic_move_in_len;
-    if (rb->api->redis_cmdargv(rb->redis, on_moved_in, mv, 0, 10, argv, lens) != 0) {
+    if (rb->api->redis_cmdargv(rb->redis, on_moved_in, mv, 0, 11, argv, lens) != 0) {
         atomic_fetch_add(&rb->L->stats.move_errors, 1);
         move_free(mv);
     }
@@ -342,11 +345,11 @@ decide(round_t *r)
     set_flags(r, 0);
     if ((int64_t)time(NULL) >= r->end_time || atomic_load(&r->rb->L->stopping))
         return;
-    unsigned char wanted[SK_MAX_SHARDS];
+    unsigned char flags[SK_MAX_SHARDS];
     for (unsigned i = 0; i < r->k; ++i)
-        wanted[i] = r->b[i].flag == 'w';
+        flags[i] = r->b[i].flag == 'w' ? SK_SHARD_WANTED : r->b[i].flag == 'r' ? SK_SHARD_RECEIVED : 0;
     sk_shard_move_t plan[SK_MAX_SHARDS];
-    size_t n = sk_shard_plan(left, wanted, r->k, r->total, plan);
+    size_t n = sk_shard_plan(left, flags, r->k, r->total, plan);
     for (size_t i = 0; i < n; ++i)
         move_start(r, plan[i].from, plan[i].to, plan[i].units);
 }

@@ -283,10 +283,68 @@ test_plan(void)
     ASSERT_EQ(sim[0] + sim[1] + sim[2], 0);
 }
 
+/* Received in a moment ago: no donor, also for a bucket that receives earlier in the same plan. */
+static void
+test_plan_received(void)
+{
+    sk_shard_move_t m[SK_SHARD_MAX];
+    int64_t after[SK_SHARD_MAX];
+    /* the last unit just moved to bucket 1, whose buyers have not come yet; bucket 0 is empty with buyers: it waits */
+    int64_t last[3] = {0, 1, 0};
+    unsigned char f[3] = {SK_SHARD_WANTED, SK_SHARD_RECEIVED, 0};
+    ASSERT_EQ(sk_shard_plan(last, f, 3, 3000, m), 0);
+    /* once the mark has gone (SK_LOGIC_RECEIVED_MS) it moves on: not stranded */
+    f[1] = 0;
+    ASSERT_EQ(sk_shard_plan(last, f, 3, 3000, m), 1);
+    ASSERT_EQ(m[0].from, 1);
+    ASSERT_EQ(m[0].to, 0);
+    /* a fuller bucket that just received is passed over for the next fullest */
+    int64_t hot[3] = {0, 900, 600};
+    unsigned char g[3] = {SK_SHARD_WANTED, SK_SHARD_RECEIVED, 0};
+    ASSERT_EQ(sk_shard_plan(hot, g, 3, 3000, m), 1);
+    ASSERT_EQ(m[0].from, 2);
+    ASSERT_EQ(m[0].units, 100); /* ceil(600 / 6) */
+    /* two empty wanted buckets and one unit: the first takes it, the second cannot take it from the first */
+    int64_t one[3] = {0, 0, 1};
+    unsigned char w2[3] = {SK_SHARD_WANTED, SK_SHARD_WANTED, 0};
+    size_t n = sk_shard_plan(one, w2, 3, 3000, m);
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(m[0].to, 0);
+    ASSERT_EQ(plan_sum(one, m, n, 3, after), 1);
+    /* the ping-pong it prevents: two buckets whose buyers arrive only while their bucket is empty. Without the mark the
+     * unit changes bucket every round; with it (kept for two rounds here) it stays put for as long as the mark lasts */
+    int64_t pp[2] = {1, 0};
+    unsigned mark[2] = {0, 0}, moves_marked = 0, moves_unmarked = 0;
+    for (int marked = 0; marked < 2; ++marked) {
+        pp[0] = 1;
+        pp[1] = 0;
+        mark[0] = mark[1] = 0;
+        for (int round = 0; round < 20; ++round) {
+            unsigned char pf[2];
+            for (unsigned b = 0; b < 2; ++b)
+                pf[b] = (unsigned char)((pp[b] == 0 ? SK_SHARD_WANTED : 0) | (marked && mark[b] > 0 ? SK_SHARD_RECEIVED : 0));
+            n = sk_shard_plan(pp, pf, 2, 2, m);
+            for (unsigned b = 0; b < 2; ++b)
+                if (mark[b] > 0)
+                    mark[b]--;
+            for (size_t i = 0; i < n; ++i) {
+                pp[m[i].from] -= m[i].units;
+                pp[m[i].to] += m[i].units;
+                mark[m[i].to] = 2;
+                *(marked ? &moves_marked : &moves_unmarked) += 1;
+            }
+            ASSERT_EQ(pp[0] + pp[1], 1);
+        }
+    }
+    ASSERT_EQ(moves_unmarked, 20);
+    ASSERT(moves_marked <= 7);
+}
+
 int
 main(void)
 {
     RUN(test_plan);
+    RUN(test_plan_received);
     RUN(test_tags);
     RUN(test_users);
     RUN(test_split);
