@@ -1,6 +1,7 @@
 -- Cancels a live purchase token (admin /token/cancel) and gives its unit back, in one step against Redis TIME.
 -- KEYS: 1 tokens (token -> 'uid pid aid issued_at expires_at[ state]'), 2 sold, 3 users (uid -> 'wins token
---       expires_at ...'), 4 the expiry index, 5 the token counts hash; all of one activity (one cluster slot)
+--       expires_at ...'), 4 the token counts hash; all of one activity (one cluster slot). The token stays in the
+--       expiry index: the reaper pops it and finds it 'cancelled'.
 -- ARGV: 1 user_id, 2 product_id, 3 token
 -- The state word after expires_at is an order id (consumed), 'cancelled' or 'expired'; whichever script writes it
 -- first decides, and only a token without one gives its unit back, so a unit comes back at most once.
@@ -18,7 +19,6 @@ if st ~= '' then return {1014, 'consumed'} end
 -- past expires_at the reaper owns it (consume refuses it too): it comes back through expiry, never twice
 if tonumber(exp) <= tonumber(redis.call('TIME')[1]) then return {1002, 'expired'} end
 redis.call('HSET', KEYS[1], tok, v .. ' cancelled')
-redis.call('ZREM', KEYS[4], tok)
 local sold = tonumber(redis.call('GET', KEYS[2]) or '0')
 if sold > 0 then redis.call('DECR', KEYS[2]) end
 -- the user's count toward buy_limit goes down with the token's pair, so the user may buy again
@@ -32,5 +32,5 @@ if held then
   if #keep == 0 then redis.call('HDEL', KEYS[3], uid)
   else redis.call('HSET', KEYS[3], uid, (#keep / 2) .. ' ' .. table.concat(keep, ' ')) end
 end
-redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
+redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
 return {0, aid, iss, exp}

@@ -1,7 +1,7 @@
 -- Consumes a purchase token once (admin /token/consume), checked against Redis TIME.
 -- KEYS: 1 the activity's tokens hash, token -> "user_id product_id activity_id issued_at expires_at[ state]"
---       (state: an order id once consumed, 'cancelled' or 'expired' once its unit went back), 2 the expiry index,
---       3 the token counts hash; one activity's slot
+--       (state: an order id once consumed, 'cancelled' or 'expired' once its unit went back), 2 the token counts
+--       hash; one activity's slot. The token stays in the expiry index: the reaper pops it and finds the order id.
 -- ARGV: 1 user_id, 2 product_id, 3 order_id, 4 token
 -- Returns {1002, why} (missing, mismatch, expired), {1014, 'cancelled'}, {1014, order_id, aid, issued_at, expires_at}
 -- (already consumed) or {0, order_id, aid, issued_at, expires_at}. Past expires_at the token is refused even before the
@@ -16,6 +16,5 @@ if oid == 'cancelled' then return {1014, 'cancelled'} end
 if oid ~= '' then return {1014, oid, aid, iss, exp} end
 if tonumber(exp) <= tonumber(redis.call('TIME')[1]) then return {1002, 'expired'} end
 redis.call('HSET', KEYS[1], ARGV[4], v .. ' ' .. ARGV[3])
-redis.call('ZREM', KEYS[2], ARGV[4])
-redis.call('HINCRBY', KEYS[3], 'consumed', 1)
+redis.call('HINCRBY', KEYS[2], 'consumed', 1)
 return {0, ARGV[3], aid, iss, exp}

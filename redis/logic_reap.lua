@@ -1,16 +1,27 @@
 -- The reaper (logic control thread, every node): gives back the units of tokens past expires_at, each exactly once.
 -- KEYS: 1 tokens (token -> 'uid pid aid issued_at expires_at[ state]'), 2 sold, 3 users (uid -> 'wins token
---       expires_at ...'), 4 the expiry index (token -> expires_at), 5 the token counts hash; one activity's slot
+--       expires_at ...'), 4 the expiry index (a zset of seconds; the tokens expiring in second s are the list
+--       KEYS[4] .. ':' .. s, written by logic_stock.lua), 5 the token counts hash; one activity's slot
 -- ARGV: 1 the most tokens to pop in this call (bounds the time Redis is busy with it)
--- A due token leaves the index here; it is marked 'expired' and its unit returned only if no script has written a
--- state yet (an order id from consume, 'cancelled'). Two reapers popping the same index are serialised by Redis, and
--- the second finds the token gone from the index or already marked: a unit is never returned twice.
+-- A due token leaves the index here (popped from its second's list, the second dropped once its list is empty); it is
+-- marked 'expired' and its unit returned only if no script has written a state yet (an order id from consume,
+-- 'cancelled'; consume and cancel leave the token in its list, so every token is popped once, decided or not). Two
+-- reapers popping the same index are serialised by Redis, and the second finds the token gone from the index or
+-- already marked: a unit is never returned twice.
 -- Returns {returned, popped}: popped == ARGV[1] means more may be due.
 local now = tonumber(redis.call('TIME')[1])
-local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local budget = tonumber(ARGV[1])
+local due = {}
+while #due < budget do
+  local s = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 1)[1]
+  if not s then break end
+  local lk = KEYS[4] .. ':' .. s
+  local got = redis.call('LPOP', lk, budget - #due)
+  if got then for _, tok in ipairs(got) do due[#due + 1] = tok end end
+  if redis.call('EXISTS', lk) == 0 then redis.call('ZREM', KEYS[4], s) end
+end
 local back, users = 0, {}
 for _, tok in ipairs(due) do
-  redis.call('ZREM', KEYS[4], tok)
   local v = redis.call('HGET', KEYS[1], tok)
   local uid, st
   if v then uid, st = string.match(v, '^(%S+) %S+ %S+ %S+ %S+ ?(%S*)$') end

@@ -2,7 +2,8 @@
 -- All keys are one stock bucket's (common/sk_shard.h; an unsharded activity is its own single bucket).
 -- KEYS: 1 total, 2 sold, 3 users (uid -> 'wins token expires_at ...'),
 --       4 tokens (token -> 'uid pid aid issued_at expires_at'), 5 winners,
---       6 the expiry index (token -> expires_at, for logic_reap.lua), 7 the bucket's flag: '1' set by the rebalancer
+--       6 the expiry index (a zset of the seconds that have tokens expiring, each second's tokens in the list
+--       KEYS[6] .. ':' .. second, for logic_reap.lua), 7 the bucket's flag: '1' set by the rebalancer
 --       while every bucket is empty, 'w' set here while this bucket is empty and has buyers, 'r' set by a move in a
 --       moment ago (logic_move_in.lua); then each entry's
 --       result bucket
@@ -27,7 +28,7 @@ if speed > 0 and nbuckets > 1 then
 end
 local seckey = ARGV[6] .. t[1]
 local total, sold, secn, wanted
-local out, wins, pubs, chans, kept, keptn = {}, {}, {}, {}, {}, {}
+local out, wins, pubs, chans, kept, keptn, dues, duen = {}, {}, {}, {}, {}, {}, {}, {}
 local n = #KEYS - 7
 local hold = #ARGV == 9 + n * 10 and ARGV[#ARGV] == '1'
 for i = 1, n do
@@ -96,7 +97,9 @@ for i = 1, n do
         redis.call('HSET', KEYS[3], uid, (mine + 1) .. ' ' .. (rest and (rest .. ' ') or '') .. tok .. ' ' .. exp)
         wins[#wins + 1] = uid .. ' ' .. tok .. ' ' .. t[1] .. ' ' .. exp
         -- indexed in the same step as the win: no token can exist that the reaper will not find
-        redis.call('ZADD', KEYS[6], exp, tok)
+        local d = dues[exp]
+        if not d then d = {}; dues[exp] = d; duen[#duen + 1] = exp end
+        d[#d + 1] = tok
       end
     end
   end
@@ -115,6 +118,11 @@ if #wins > 0 then
     redis.call('INCRBY', seckey, #wins)
     redis.call('EXPIRE', seckey, 5)
   end
+end
+-- a list per second of expiry, not a zset entry per token: one push per batch instead of a skip-list insert per win
+for _, e in ipairs(duen) do
+  redis.call('RPUSH', KEYS[6] .. ':' .. e, unpack(dues[e]))
+  redis.call('ZADD', KEYS[6], e, e)
 end
 for _, k in ipairs(keptn) do redis.call('EXPIREAT', k, kept[k], 'NX') end
 for _, ch in ipairs(chans) do redis.call('PUBLISH', ch, table.concat(pubs[ch], '\n')) end

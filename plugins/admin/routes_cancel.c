@@ -98,22 +98,21 @@ send_cancel(cancel_job_t *job)
 {
     sk_admin_ts_t *ts = job->ts;
     int64_t aid = job->ids[job->idx];
-    char tag[SK_SHARD_TAG_MAX], tokens[128], sold[128], users[128], exp[128], counts[128], uid[24], pid[24];
+    char tag[SK_SHARD_TAG_MAX], tokens[128], sold[128], users[128], counts[128], uid[24], pid[24];
     /* a token lives in the stock bucket of its user, and its unit goes back there */
     sk_admin_user_tag(ts, aid, job->user_id, tag, sizeof(tag));
     sk_key_bucket(tokens, sizeof(tokens), SK_KEY_TOKENS, tag);
     sk_key_bucket(sold, sizeof(sold), SK_KEY_SOLD, tag);
     sk_key_bucket(users, sizeof(users), SK_KEY_USERS, tag);
-    sk_key_bucket(exp, sizeof(exp), SK_KEY_EXPIRY, tag);
     sk_key_bucket(counts, sizeof(counts), SK_KEY_TOKEN_COUNTS, tag);
     snprintf(uid, sizeof(uid), "%lld", (long long)job->user_id);
     snprintf(pid, sizeof(pid), "%lld", (long long)job->product_id);
-    const char *argv[] = {"EVAL", sk_script_admin_token_cancel, "5", tokens, sold, users, exp, counts, uid, pid, job->token};
-    size_t lens[11];
-    for (size_t i = 0; i < 11; ++i)
+    const char *argv[] = {"EVAL", sk_script_admin_token_cancel, "4", tokens, sold, users, counts, uid, pid, job->token};
+    size_t lens[10];
+    for (size_t i = 0; i < 10; ++i)
         lens[i] = strlen(argv[i]);
     lens[1] = sk_script_admin_token_cancel_len;
-    if (ts->redis == NULL || ts->inst->api->redis_cmdargv(ts->redis, on_cancel, job, 0, 11, argv, lens) != 0)
+    if (ts->redis == NULL || ts->inst->api->redis_cmdargv(ts->redis, on_cancel, job, 0, 10, argv, lens) != 0)
         job_finish(job, SK_E_UNAVAILABLE, "redis: unavailable", NULL);
 }
 

@@ -207,22 +207,20 @@ static void
 send_attempt(sk_admin_consume_t *e)
 {
     sk_admin_ts_t *ts = e->ts;
-    char tag[SK_SHARD_TAG_MAX], key[128], exp[128], counts[128], uid[24], pid[24], oid[24];
+    char tag[SK_SHARD_TAG_MAX], key[128], counts[128], uid[24], pid[24], oid[24];
     /* a token lives in the stock bucket of its user */
     sk_admin_user_tag(ts, e->ids[e->idx], e->user_id, tag, sizeof(tag));
     sk_key_bucket(key, sizeof(key), SK_KEY_TOKENS, tag);
-    sk_key_bucket(exp, sizeof(exp), SK_KEY_EXPIRY, tag);
     sk_key_bucket(counts, sizeof(counts), SK_KEY_TOKEN_COUNTS, tag);
     snprintf(uid, sizeof(uid), "%lld", (long long)e->user_id);
     snprintf(pid, sizeof(pid), "%lld", (long long)e->product_id);
     snprintf(oid, sizeof(oid), "%lld", (long long)e->order_id);
-    const char *argv[] = {"EVAL", sk_script_admin_token_consume, "3", key, exp, counts, uid, pid, oid, e->token};
-    size_t lens[] = {4,           sk_script_admin_token_consume_len,
-                     1,           strlen(key),
-                     strlen(exp), strlen(counts),
-                     strlen(uid), strlen(pid),
-                     strlen(oid), strlen(e->token)};
-    if (ts->redis == NULL || ts->inst->api->redis_cmdargv(ts->redis, on_consume, e, 0, 10, argv, lens) != 0)
+    const char *argv[] = {"EVAL", sk_script_admin_token_consume, "2", key, counts, uid, pid, oid, e->token};
+    size_t lens[9];
+    for (size_t i = 0; i < 9; ++i)
+        lens[i] = strlen(argv[i]);
+    lens[1] = sk_script_admin_token_consume_len;
+    if (ts->redis == NULL || ts->inst->api->redis_cmdargv(ts->redis, on_consume, e, 0, 9, argv, lens) != 0)
         finish(e, SK_E_UNAVAILABLE, "redis: unavailable", NULL);
 }
 

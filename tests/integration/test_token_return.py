@@ -30,7 +30,8 @@ for i = 1, n do
   local uid = tostring(u0 + i)
   redis.call('HSET', KEYS[1], tok, uid .. ' ' .. pid .. ' ' .. aid .. ' ' .. (exp - 2) .. ' ' .. exp)
   redis.call('HSET', KEYS[2], uid, '1 ' .. tok .. ' ' .. exp)
-  redis.call('ZADD', KEYS[3], exp, tok)
+  redis.call('ZADD', KEYS[3], exp, exp)
+  redis.call('RPUSH', KEYS[3] .. ':' .. exp, tok)
   redis.call('RPUSH', KEYS[4], uid .. ' ' .. tok .. ' ' .. (exp - 2) .. ' ' .. exp)
 end
 redis.call('INCRBY', KEYS[5], n)
@@ -348,6 +349,7 @@ class TokenCrashTest(harness.TestCase):
         n, aid, pid = 5000, 999, 99
         self.assertEqual(self.inject(pid, aid, n, int(time.time()) - 1, 0), n)
         ks = [key(aid, k) for k in ("tokens", "sold", "users", "expiry", "token_counts")]
+        cks = [key(aid, k) for k in ("tokens", "sold", "users", "token_counts")]
         reap, cancel = harness.script_source("logic_reap"), harness.script_source("admin_token_cancel")
         got = []
 
@@ -363,7 +365,7 @@ class TokenCrashTest(harness.TestCase):
             # past expires_at: cancel must refuse (the reaper owns the token) and return nothing
             codes = set()
             for i in range(start, n + 1, 50):
-                codes.add(self.redis.call("EVAL", cancel, 5, *ks, i, pid, "inj%013d" % i)[0])
+                codes.add(self.redis.call("EVAL", cancel, 4, *cks, i, pid, "inj%013d" % i)[0])
             return codes
 
         with concurrent.futures.ThreadPoolExecutor(6) as ex:
