@@ -29,7 +29,7 @@ typedef enum en_sk_key_id {
     SK_KEY_USERS,            /* sk_key_activity(): per-user wins and tokens */
     SK_KEY_TOKENS,           /* sk_key_activity(): purchase tokens */
     SK_KEY_WINS,             /* sk_key_activity(): the winners list */
-    SK_KEY_EXPIRY,           /* sk_key_activity(): the expiry index, a zset of seconds; each second's tokens in the list <key>:<second> */
+    SK_KEY_EXPIRY,           /* sk_key_activity(): zset of expiry seconds; list <key>:<s> */
     SK_KEY_TOKEN_COUNTS,     /* sk_key_activity(): consumed / cancelled / expired counts */
     SK_KEY_SEC_PREFIX,       /* sk_key_activity(): prefix of the per-second win counters (the script appends the second) */
     SK_KEY_RESULT,           /* sk_result_key(): a stored-results bucket */
