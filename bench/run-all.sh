@@ -131,7 +131,7 @@ free_port() {
 REDIS_PORT=$(free_port)
 mkdir -p "$TMP/redis"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$TMP/redis" --appendonly yes --appendfsync "$FSYNC" --save "" \
-    --lazyfree-lazy-expire yes --daemonize no --logfile "$TMP/redis.log" </dev/null >/dev/null 2>&1 &
+    --daemonize no --logfile "$TMP/redis.log" </dev/null >/dev/null 2>&1 &
 REDIS_PID=$!
 PIDS+=("$REDIS_PID")
 QUEUE_CONF=
@@ -140,8 +140,8 @@ if [ "$QUEUE_REDIS" = 1 ]; then
     QREDIS_PORT=$(free_port)
     mkdir -p "$TMP/qredis"
     # the queue only: a crash loses queued, undecided requests (their clients get 1008), so no AOF and no snapshot
-    redis-server --port "$QREDIS_PORT" --bind 127.0.0.1 --dir "$TMP/qredis" --appendonly no --save "" \
-        --lazyfree-lazy-expire yes --daemonize no --logfile "$TMP/qredis.log" </dev/null >/dev/null 2>&1 &
+    redis-server --port "$QREDIS_PORT" --bind 127.0.0.1 --dir "$TMP/qredis" --appendonly no --save "" --daemonize no \
+        --logfile "$TMP/qredis.log" </dev/null >/dev/null 2>&1 &
     QREDIS_PID=$!
     PIDS+=("$QREDIS_PID")
     QREDIS_PIDS=(--server-pid "$QREDIS_PID")

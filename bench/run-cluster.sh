@@ -111,7 +111,7 @@ start_redis() { # dir port [extra args...] -> REDIS_PID
     shift 2
     mkdir -p "$dir"
     redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --appendonly yes --appendfsync "$FSYNC" --save "" \
-        --lazyfree-lazy-expire yes --daemonize no --logfile "$dir/redis.log" "$@" </dev/null >/dev/null 2>&1 &
+        --daemonize no --logfile "$dir/redis.log" "$@" </dev/null >/dev/null 2>&1 &
     REDIS_PID=$!
     PIDS+=("$REDIS_PID")
     wait_for "redis $port" 15 "$REDIS_PID" sh -c "redis-cli -p $port PING | grep -q PONG"

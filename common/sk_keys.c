@@ -17,17 +17,14 @@ static const char *const formats[SK_KEY_COUNT] = {
     /* aid: the request stream of one activity (group "logic"); the access script takes it with that activity's nonce
      * keys, the logic layer reads it alone */
     [SK_KEY_QUEUE] = "sk:{a%lld}:q",
-    /* aid, the unix second its nonces expire at (time + auth.window + 1): a hash of SK_KEY_NONCE_FIELD fields, one
-     * per second, so a nonce costs a field and not a key with a TTL; in the activity's slot, so /sec/result's script
-     * (nonce + users) is one slot */
-    [SK_KEY_NONCE] = "sk:{a%lld}:n:%lld",
+    /* aid, user, nance: in the activity's slot, so /sec/result's script (nonce + users) is one slot */
+    [SK_KEY_NONCE] = "sk:{a%lld}:n:%lld:%s",
     [SK_KEY_TOTAL] = "sk:{a%lld}:total",
     [SK_KEY_SOLD] = "sk:{a%lld}:sold",
     [SK_KEY_USERS] = "sk:{a%lld}:users",
     [SK_KEY_TOKENS] = "sk:{a%lld}:tokens",
     [SK_KEY_WINS] = "sk:{a%lld}:wins",
-    /* zset of the seconds tokens expire at, each second's tokens in the list <key>:<second>, written with the win;
-     * the reaper pops what is due (never a scan of every token) */
+    /* zset token -> expires_at, written with the win; the reaper pops what is due (never a scan of every token) */
     [SK_KEY_EXPIRY] = "sk:{a%lld}:exp",
     /* hash: consumed, cancelled, expired (returned = cancelled + expired), each counted once by the deciding script */
     [SK_KEY_TOKEN_COUNTS] = "sk:{a%lld}:tcount",
@@ -104,16 +101,9 @@ sk_key_node(char *buf, size_t cap, const char *node_id)
 }
 
 int
-sk_key_nonce(char *buf, size_t cap, int64_t aid, int64_t until_s)
+sk_key_nonce(char *buf, size_t cap, int64_t aid, int64_t uid, const char *nance)
 {
-    return put(buf, cap, SK_KEY_NONCE, (long long)aid, (long long)until_s);
-}
-
-int
-sk_key_nonce_field(char *buf, size_t cap, int64_t uid, const char *nance)
-{
-    int n = snprintf(buf, cap, SK_KEY_NONCE_FIELD, (long long)uid, nance);
-    return n < 0 || (size_t)n >= cap ? -1 : n;
+    return put(buf, cap, SK_KEY_NONCE, (long long)aid, (long long)uid, nance);
 }
 
 int
@@ -158,9 +148,9 @@ sk_key_bucket(char *buf, size_t cap, sk_key_id_t id, const char *tag)
 }
 
 int
-sk_key_bucket_nonce(char *buf, size_t cap, const char *tag, int64_t until_s)
+sk_key_bucket_nonce(char *buf, size_t cap, const char *tag, int64_t uid, const char *nance)
 {
-    return put_tagged(buf, cap, SK_KEY_NONCE, tag, (long long)until_s);
+    return put_tagged(buf, cap, SK_KEY_NONCE, tag, (long long)uid, nance);
 }
 
 int

@@ -58,14 +58,8 @@ const char *sk_key_blacklist(const char *type);
 #define SK_NODE_KEY_MAX 256
 /** The live-node lock of node_id. */
 int sk_key_node(char *buf, size_t cap, const char *node_id);
-/* The field of one (user_id, nance) pair in its nonce hash (tests/integration/sk_wire.py nonce_field() agrees). */
-#define SK_KEY_NONCE_FIELD "%lld:%s"
-/** The replay-guard hash of activity aid holding the nonces kept until unix second until_s (a request's time +
- * auth.window + 1, so a replay of one pair always meets the same hash; it expires at until_s). A replay is refused
- * within one activity. */
-int sk_key_nonce(char *buf, size_t cap, int64_t aid, int64_t until_s);
-/** The field of (uid, nance) in its nonce hash. */
-int sk_key_nonce_field(char *buf, size_t cap, int64_t uid, const char *nance);
+/** The replay guard of (user, nance) for a request to activity aid (a replay is refused within one activity). */
+int sk_key_nonce(char *buf, size_t cap, int64_t aid, int64_t uid, const char *nance);
 /** A key of activity aid: id is SK_KEY_QUEUE, one of SK_KEY_TOTAL .. SK_KEY_SEC_PREFIX or SK_KEY_MOVE_OUT ..
  * SK_KEY_DRY (-1 for any other id). */
 int sk_key_activity(char *buf, size_t cap, sk_key_id_t id, int64_t aid);
@@ -75,7 +69,7 @@ int sk_key_activity(char *buf, size_t cap, sk_key_id_t id, int64_t aid);
 /** sk_key_activity() for the bucket with hash tag `tag`. */
 int sk_key_bucket(char *buf, size_t cap, sk_key_id_t id, const char *tag);
 /** sk_key_nonce() for the bucket with hash tag `tag` (the user's bucket). */
-int sk_key_bucket_nonce(char *buf, size_t cap, const char *tag, int64_t until_s);
+int sk_key_bucket_nonce(char *buf, size_t cap, const char *tag, int64_t uid, const char *nance);
 /** sk_result_key() for the bucket with hash tag `tag`. */
 int sk_result_key_bucket(char *buf, size_t cap, const char *tag, int64_t deadline_ms);
 /** The reply channel of access thread `thread` of node_id. */

@@ -153,8 +153,8 @@ done
 # --- Redis ---
 say "starting redis-server on 127.0.0.1:$REDIS_PORT (data in var/redis, AOF appendfsync always)"
 setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode yes --dir "$VAR/redis" \
-    --appendonly yes --appendfsync always --save "" --lazyfree-lazy-expire yes --daemonize no \
-    --logfile "$VAR/log/redis.log" </dev/null >>"$VAR/log/redis.out" 2>&1 &
+    --appendonly yes --appendfsync always --save "" --daemonize no --logfile "$VAR/log/redis.log" \
+    </dev/null >>"$VAR/log/redis.out" 2>&1 &
 REDIS_PID=$!
 echo "$REDIS_PID" >"$RUN/redis.pid"
 

@@ -25,7 +25,7 @@ struct st_sk_access_pending_t {
     struct st_pending_ref_t *ref;
     h2o_req_t *req;
     uint64_t seq, deadline_loop_ms;
-    int64_t product_id, activity_id, user_id, now, until, deadline_redis_ms, script_deadline_ms; /* until: the nonce's second */
+    int64_t product_id, activity_id, user_id, now, ttl, deadline_redis_ms, script_deadline_ms;
     char nance[SK_ACCESS_NANCE_MAX + 1], ip[48];
     char tag[SK_SHARD_TAG_MAX]; /* the hash tag of the user's stock bucket (sk_shard.h): its stream, nonce and result */
     unsigned bucket;
@@ -218,7 +218,7 @@ typedef struct st_qbatch_t {
     sk_access_pending_t *p[SK_ACCESS_SUBMIT_MAX];
 } qbatch_t;
 
-#define QARGS_PER 4 /* script deadline, the nonce's second, its field, the entry */
+#define QARGS_PER 3 /* script deadline, ttl, the entry */
 
 static void on_script(sk_redis_t *r, redisReply *reply, const char *err, void *data);
 static void remember_unsettled(sk_access_thread_t *t, const sk_access_pending_t *p);
@@ -231,9 +231,8 @@ send_batch(qbatch_t *b, int as_eval)
     size_t argc = 5 + b->n * (1 + QARGS_PER);
     const char **argv = malloc(argc * sizeof(*argv));
     size_t *lens = malloc(argc * sizeof(*lens));
-    /* per request: a nonce key (< 96 bytes) and field (< 96), two numbers, and an entry of 6 numbers, the id, channel
-     * and ip */
-    char *buf = malloc(b->n * (96 + 96 + 48 + 6 * 21 + sizeof(t->id_prefix) + sizeof(t->channel) + 64) + 64), *w = buf;
+    /* per request: a nonce key (< 120 bytes), two numbers, and an entry of 6 numbers, the id, channel and ip */
+    char *buf = malloc(b->n * (128 + 48 + 6 * 21 + sizeof(t->id_prefix) + sizeof(t->channel) + 64) + 64), *w = buf;
     int rc = -1;
     if (argv == NULL || lens == NULL || buf == NULL)
         goto Exit;
@@ -259,9 +258,8 @@ send_batch(qbatch_t *b, int as_eval)
     lens[k++] = (size_t)qn;
     w += qn + 1;
     for (size_t i = 0; i < b->n; ++i) {
-        /* the cluster-wide replay guard of one (user_id, nance): a field of the hash of its second; /sec/result's
-         * script writes the same layout */
-        int n_ = sk_key_bucket_nonce(w, 96, b->p[i]->tag, b->p[i]->until);
+        /* the cluster-wide replay guard of one (user_id, nance); /sec/result's script writes the same key */
+        int n_ = sk_key_bucket_nonce(w, 128, b->p[i]->tag, b->p[i]->user_id, b->p[i]->nance);
         if (n_ < 0)
             goto Exit;
         argv[k] = w;
@@ -272,13 +270,7 @@ send_batch(qbatch_t *b, int as_eval)
     for (size_t i = 0; i < b->n; ++i) {
         const sk_access_pending_t *p = b->p[i];
         PUT("%" PRId64, p->script_deadline_ms);
-        PUT("%" PRId64, p->until);
-        int fn = sk_key_nonce_field(w, 96, p->user_id, p->nance);
-        if (fn < 0)
-            goto Exit;
-        argv[k] = w;
-        lens[k++] = (size_t)fn;
-        w += fn + 1;
+        PUT("%" PRId64, p->ttl);
         PUT("%s%" PRIu64 " %s %" PRId64 " %" PRId64 " %" PRId64 " %s %" PRId64 " %" PRId64, t->id_prefix, p->seq, t->channel,
             p->activity_id, p->product_id, p->user_id, p->ip, p->now, p->deadline_redis_ms);
     }
@@ -496,9 +488,10 @@ sk_access_queue_submit(sk_access_thread_t *t, h2o_req_t *req, const sk_access_si
     p->deadline_redis_ms = redis_now + timeout - guard;
     p->script_deadline_ms = redis_now + rto - sguard;
     p->deadline_loop_ms = api->now_ms(t->thr) + (uint64_t)timeout;
-    /* the nonce is kept until time + auth.window (SPEC §3), counted in Redis' clock; the script clamps a second
-     * already past to now + 1 */
-    p->until = sp->time + (int64_t)conf->auth_window + 1;
+    /* the nonce is kept until time + auth.window (SPEC §3), counted in Redis' clock */
+    p->ttl = sp->time + (int64_t)conf->auth_window - redis_now / 1000 + 1;
+    if (p->ttl < 1)
+        p->ttl = 1;
     memcpy(p->nance, sp->nance, sp->nance_len);
     p->nance[sp->nance_len] = '\0';
     snprintf(p->ip, sizeof(p->ip), "%s", ip);

@@ -18,8 +18,8 @@ typedef struct st_result_wait_t {
     sk_access_thread_t *t;
     struct st_wait_ref_t *ref;
     h2o_req_t *req;
-    int64_t activity_id, user_id, now, until; /* until: the unix second the nonce is kept to */
-    char tag[SK_SHARD_TAG_MAX];               /* the user's stock bucket: its nonces and its users hash */
+    int64_t activity_id, user_id, now, ttl;
+    char tag[SK_SHARD_TAG_MAX]; /* the user's stock bucket: its nonces and its users hash */
     char nance[SK_ACCESS_NANCE_MAX + 1];
     int retried;
 } result_wait_t;
@@ -56,25 +56,18 @@ static int
 send_result(result_wait_t *w, int as_eval)
 {
     sk_access_t *a = w->t->a;
-    char nonce_key[96], field[96], users_key[96], until[24], uid[24];
-    if (sk_key_bucket_nonce(nonce_key, sizeof(nonce_key), w->tag, w->until) < 0 ||
-        sk_key_nonce_field(field, sizeof(field), w->user_id, w->nance) < 0 ||
+    char nonce_key[160], users_key[96], ttl[24], uid[24];
+    if (sk_key_bucket_nonce(nonce_key, sizeof(nonce_key), w->tag, w->user_id, w->nance) < 0 ||
         sk_key_bucket(users_key, sizeof(users_key), SK_KEY_USERS, w->tag) < 0)
         return -1;
-    snprintf(until, sizeof(until), "%" PRId64, w->until);
+    snprintf(ttl, sizeof(ttl), "%" PRId64, w->ttl);
     snprintf(uid, sizeof(uid), "%" PRId64, w->user_id);
-    const char *argv[] = {as_eval ? "EVAL" : "EVALSHA",
-                          as_eval ? sk_script_access_result : a->result_sha,
-                          "2",
-                          nonce_key,
-                          users_key,
-                          until,
-                          uid,
-                          field};
-    size_t lens[8];
-    for (size_t i = 0; i < 8; i++)
+    const char *argv[] = {
+        as_eval ? "EVAL" : "EVALSHA", as_eval ? sk_script_access_result : a->result_sha, "2", nonce_key, users_key, ttl, uid};
+    size_t lens[7];
+    for (size_t i = 0; i < 7; i++)
         lens[i] = strlen(argv[i]);
-    return a->api->redis_cmdargv(w->t->cmd, on_result, w, 0, 8, argv, lens);
+    return a->api->redis_cmdargv(w->t->cmd, on_result, w, 0, 7, argv, lens);
 }
 
 static void
@@ -158,14 +151,16 @@ sk_access_result(sk_access_thread_t *t, h2o_req_t *req)
         api->reply(req, SK_E_UNAVAILABLE, "service unavailable: Redis unreachable", NULL);
         return 0;
     }
+    int64_t offset = t->live != NULL ? t->live->offset_ms : 0;
     w->t = t;
     w->req = req;
     w->activity_id = act->activity_id;
     w->user_id = p.user_id;
     sk_access_user_bucket(act, p.user_id, w->tag, sizeof(w->tag));
     w->now = now;
-    /* the nonce is kept until time + auth.window (SPEC §3); the script clamps a second already past to now + 1 */
-    w->until = p.time + (int64_t)a->conf->auth_window + 1;
+    w->ttl = p.time + (int64_t)a->conf->auth_window - (sk_access_unix_ms() + offset) / 1000 + 1;
+    if (w->ttl < 1)
+        w->ttl = 1;
     memcpy(w->nance, p.nance, p.nance_len);
     w->nance[p.nance_len] = '\0';
     wait_ref_t *ref = h2o_mem_alloc_shared(&req->pool, sizeof(*ref), on_wait_dispose);

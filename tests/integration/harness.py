@@ -57,8 +57,8 @@ from sk_wire import (  # noqa: F401  (re-exported: tests import these from harne
     RESULT_BUCKET_MS, RESULT_KEEP_S, TOKEN_FIELDS, RedisError, _resp_encode, _RespReader, http, result_key,
     result_keep_until, sign, signed_params, stored_results, token_fields, token_info, user_key, user_wins, KEY_FORMATS,
     LOGIC_ALIVE_KEY, queue_key, BLACKLIST_USER_KEY, BLACKLIST_IP_KEY, BLACKLIST_NOTICE, blacklist_key, node_key,
-    nonce_key, nonce_until, nonce_field, mark_nonce, nonce_count, activity_key, activity_tag_prefix, reply_channel,
-    key_glob, script_names, script_source, script_sha)
+    nonce_key, activity_key, activity_tag_prefix, reply_channel, key_glob, script_names, script_source,
+    script_sha)
 
 __all__ = [
     "SOURCE_DIR", "BUILD_DIR", "DEV_SECRET", "DEV_TOKEN_SECRET", "tmpdir", "make_tmp", "free_port", "port_is_listening",
@@ -66,7 +66,7 @@ __all__ = [
     "signed_params", "wait_until", "TestCase", "main", "kill_all", "result_key", "result_keep_until",
     "stored_results", "token_fields", "token_info", "user_wins", "KEY_FORMATS", "LOGIC_ALIVE_KEY", "queue_key",
     "BLACKLIST_USER_KEY", "BLACKLIST_IP_KEY", "BLACKLIST_NOTICE", "blacklist_key", "node_key", "nonce_key",
-    "nonce_until", "nonce_field", "mark_nonce", "nonce_count", "activity_key", "activity_tag_prefix", "reply_channel", "key_glob", "script_names", "script_source", "script_sha",
+    "activity_key", "activity_tag_prefix", "reply_channel", "key_glob", "script_names", "script_source", "script_sha",
 ]
 
 SOURCE_DIR = os.path.abspath(

@@ -18,8 +18,7 @@ __all__ = [
     "RedisError", "_resp_encode", "_RespReader", "RESULT_BUCKET_MS", "RESULT_KEEP_S", "TOKEN_FIELDS", "result_key",
     "result_keep_until", "stored_results", "token_fields", "token_info", "user_wins", "http", "user_key", "sign",
     "signed_params", "KEY_FORMATS", "LOGIC_ALIVE_KEY", "queue_key", "BLACKLIST_USER_KEY", "BLACKLIST_IP_KEY",
-    "BLACKLIST_NOTICE", "blacklist_key", "node_key", "nonce_key", "nonce_until", "nonce_field", "mark_nonce",
-    "nonce_count", "activity_key", "activity_tag_prefix", "reply_channel",
+    "BLACKLIST_NOTICE", "blacklist_key", "node_key", "nonce_key", "activity_key", "activity_tag_prefix", "reply_channel",
     "keys_sample", "key_glob", "script_names", "script_source", "script_sha", "bucket_tag", "user_bucket",
     "bucket_split", "bucket_speed", "bucket_key", "bucket_nonce_key", "bucket_result_key", "bucket_keys_sample",
 ]
@@ -123,31 +122,9 @@ def node_key(node_id):
     return KEY_FORMATS["NODE"] % node_id
 
 
-def nonce_until(t, window=60):
-    """The unix second a nonce sent with time t is kept to (time + auth.window + 1): its hash's second."""
-    return int(t) + int(window) + 1
-
-
-def nonce_key(aid, until):
-    """The replay-guard hash of activity aid for the nonces kept until unix second `until` (nonce_until())."""
-    return KEY_FORMATS["NONCE"] % (int(aid), int(until))
-
-
-def nonce_field(uid, nance):
-    """The field of (user, nance) in its nonce hash (SK_KEY_NONCE_FIELD in common/sk_keys.h)."""
-    return "%d:%s" % (int(uid), nance)
-
-
-def mark_nonce(redis, aid, uid, nance, t, window=60):
-    """Records (uid, nance) sent with time t as seen for activity aid, as another access node would."""
-    key = nonce_key(aid, nonce_until(t, window))
-    redis.call("HSET", key, nonce_field(uid, nance), "1")
-    redis.call("EXPIREAT", key, str(nonce_until(t, window)), "NX")
-
-
-def nonce_count(redis):
-    """How many nonces Redis holds, over every nonce hash."""
-    return sum(int(redis.call("HLEN", k)) for k in redis.call("KEYS", key_glob("NONCE")))
+def nonce_key(aid, uid, nance):
+    """The replay guard of (user, nance) for a request to activity aid."""
+    return KEY_FORMATS["NONCE"] % (int(aid), int(uid), nance)
 
 
 def activity_key(aid, name):
@@ -242,9 +219,9 @@ def bucket_key(aid, name, b=0, k=1):
     return _tagged(fmt, None) % bucket_tag(aid, b, k)
 
 
-def bucket_nonce_key(aid, uid, until, k=1):
-    """nonce_key() in the bucket of user uid."""
-    return _tagged("NONCE", None) % (bucket_tag(aid, user_bucket(uid, k), k), int(until))
+def bucket_nonce_key(aid, uid, nance, k=1):
+    """nonce_key() in the user's bucket."""
+    return _tagged("NONCE", None) % (bucket_tag(aid, user_bucket(uid, k), k), int(uid), nance)
 
 
 def bucket_result_key(aid, deadline_ms, b=0, k=1):
@@ -258,7 +235,7 @@ def bucket_keys_sample():
     for b in range(3):
         out += [bucket_tag(7, b, 3), bucket_key(7, "queue", b, 3), bucket_key(7, "total", b, 3),
                 bucket_key(7, "move_out", b, 3), bucket_result_key(7, 1700000000000, b, 3)]
-    out += [bucket_nonce_key(7, 42, 1700000061, 3), str(user_bucket(42, 3)), str(user_bucket(1234567, 5))]
+    out += [bucket_nonce_key(7, 42, "abc", 3), str(user_bucket(42, 3)), str(user_bucket(1234567, 5))]
     return out
 
 
@@ -284,7 +261,7 @@ def script_sha(name):
 
 def keys_sample():
     """The lines tests/unit/test_common_keys.c compares with its own: one key per name, for fixed arguments."""
-    return [node_key("n1"), LOGIC_ALIVE_KEY, queue_key(7), nonce_key(7, 1700000061), nonce_field(42, "abc")] + \
+    return [node_key("n1"), LOGIC_ALIVE_KEY, queue_key(7), nonce_key(7, 42, "abc")] + \
         [activity_key(7, n) for n in ("total", "sold", "users", "tokens", "wins", "expiry", "token_counts", "sec")] + \
         [result_key(7, 1700000000000), BLACKLIST_USER_KEY, BLACKLIST_IP_KEY, BLACKLIST_NOTICE, reply_channel("n1", 3)]
 

@@ -286,7 +286,7 @@ class AccessCodesTest(harness.TestCase):
     def test_order_9_10_nonce_in_redis(self):
         # another node used this nance: Redis says so (step 9), and nothing is queued
         t, nance = int(time.time()), "used-elsewhere-1"
-        harness.mark_nonce(self.redis, 100, 2201, nance, t)
+        self.redis.call("SET", harness.nonce_key(100, 2201, nance), "1", "EX", "120")
         before = self.redis.call("XLEN", harness.queue_key(100))
         self.expect(kill(self.node, 2201, 10, ip=fresh_ip(), t=t, nance=nance), 1003)
         self.assertEqual(self.redis.call("XLEN", harness.queue_key(100)), before)
@@ -447,7 +447,7 @@ class AccessNoLogicTest(harness.TestCase):
 
     def test_order_8_9_liveness_before_nonce(self):
         t, nance = int(time.time()), "seen-in-redis-1"
-        harness.mark_nonce(self.redis, 1, 3, nance, t)
+        self.redis.call("SET", harness.nonce_key(1, 3, nance), "1", "EX", "120")
         self.assertEqual(code_of(kill(self.node, 3, 1, t=t, nance=nance)), 1013)
 
 
